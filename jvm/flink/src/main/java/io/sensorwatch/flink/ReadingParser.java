@@ -1,0 +1,219 @@
+package io.sensorwatch.flink;
+
+import java.nio.charset.StandardCharsets;
+import java.time.OffsetDateTime;
+import java.time.format.DateTimeFormatter;
+import java.time.format.DateTimeParseException;
+import java.util.regex.Pattern;
+
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.StreamReadFeature;
+
+/**
+ * The reading contract, enforced in the JVM so that per-reading work never crosses into Python.
+ *
+ * <p>A reading is a JSON object with exactly the fields {@code device}, {@code tag}, {@code ts}
+ * and {@code value}. The rules, and the reason codes they produce, are mirrored one for one by
+ * {@code sensorwatch/contracts.py}; both are tested against {@code tests/vectors/readings.json}.
+ * A rejected reading is never dropped: the job routes it to the dead-letter topic with the reason.
+ */
+public final class ReadingParser {
+
+    /** Ids become Kafka keys, model names and directory names: a conservative alphabet. */
+    static final Pattern ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
+
+    /** Largest epoch-millisecond value accepted at all (9999-12-31T23:59:59.999Z). */
+    static final long MAX_TS = 253402300799999L;
+
+    private static final JsonFactory FACTORY =
+            JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
+
+    private ReadingParser() {}
+
+    /** Outcome of parsing one payload: either all four fields, or a reason. */
+    public static final class Result {
+        public String device;
+        public String tag;
+        public Long ts;
+        public Double value;
+        public String reason;
+
+        static Result reject(String code, String detail) {
+            Result r = new Result();
+            r.reason = detail == null ? code : code + ": " + truncate(detail);
+            return r;
+        }
+    }
+
+    /**
+     * Parses and validates one payload.
+     *
+     * @param payload the Kafka record value as text (null for a tombstone)
+     * @param kafkaTs the Kafka record timestamp in epoch ms, or null when unknown
+     * @param maxPastMs how far before kafkaTs the reading's ts may lie
+     * @param maxFutureMs how far after kafkaTs the reading's ts may lie
+     * @param maxBytes largest payload accepted, in UTF-8 bytes
+     * @param maxAbsValue largest |value| accepted
+     */
+    public static Result parse(
+            String payload, Long kafkaTs, long maxPastMs, long maxFutureMs, int maxBytes,
+            double maxAbsValue) {
+        if (payload == null) {
+            return Result.reject("empty", "record has no value");
+        }
+        // Cheap bound first: a char is at most 3 UTF-8 bytes here, and at least one.
+        if (payload.length() > maxBytes
+                || (payload.length() * 3 > maxBytes
+                        && payload.getBytes(StandardCharsets.UTF_8).length > maxBytes)) {
+            return Result.reject(
+                    "too_large",
+                    "payload of " + payload.getBytes(StandardCharsets.UTF_8).length
+                            + " bytes exceeds " + maxBytes);
+        }
+        Result r = new Result();
+        try (JsonParser p = FACTORY.createParser(payload)) {
+            JsonToken first = p.nextToken();
+            if (first == null) {
+                return Result.reject("empty", "payload is empty");
+            }
+            if (first != JsonToken.START_OBJECT) {
+                return Result.reject("not_object", "payload is a JSON " + kind(first) + ", not an object");
+            }
+            boolean hasTs = false;
+            JsonToken t;
+            while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
+                String name = p.currentName();
+                JsonToken v = p.nextToken();
+                switch (name) {
+                    case "device":
+                    case "tag":
+                        if (v != JsonToken.VALUE_STRING) {
+                            return Result.reject("bad_type", name + " must be a string, got " + kind(v));
+                        }
+                        String id = p.getText();
+                        if (!ID.matcher(id).matches()) {
+                            return Result.reject(
+                                    "bad_id", name + " must match " + ID.pattern() + ", got " + quote(id));
+                        }
+                        if (name.equals("device")) {
+                            r.device = id;
+                        } else {
+                            r.tag = id;
+                        }
+                        break;
+                    case "ts":
+                        hasTs = true;
+                        if (v == JsonToken.VALUE_NUMBER_INT) {
+                            if (p.getNumberType() == JsonParser.NumberType.BIG_INTEGER) {
+                                return Result.reject("bad_ts", "ts " + truncate(p.getText()) + " is out of range");
+                            }
+                            r.ts = p.getLongValue();
+                        } else if (v == JsonToken.VALUE_STRING) {
+                            try {
+                                r.ts = OffsetDateTime.parse(p.getText(), DateTimeFormatter.ISO_OFFSET_DATE_TIME)
+                                        .toInstant().toEpochMilli();
+                            } catch (DateTimeParseException | ArithmeticException e) {
+                                return Result.reject(
+                                        "bad_ts",
+                                        "ts string must be ISO-8601 with a UTC offset, got " + quote(p.getText()));
+                            }
+                        } else {
+                            return Result.reject(
+                                    "bad_type", "ts must be epoch milliseconds or an ISO-8601 string, got " + kind(v));
+                        }
+                        break;
+                    case "value":
+                        if (v != JsonToken.VALUE_NUMBER_INT && v != JsonToken.VALUE_NUMBER_FLOAT) {
+                            return Result.reject("bad_type", "value must be a number, got " + kind(v));
+                        }
+                        double d = p.getValueAsDouble();
+                        if (Double.isNaN(d) || Double.isInfinite(d)) {
+                            return Result.reject("bad_value", "value " + truncate(p.getText()) + " is not finite");
+                        }
+                        if (Math.abs(d) > maxAbsValue) {
+                            return Result.reject(
+                                    "bad_value", "value " + truncate(p.getText()) + " exceeds |" + maxAbsValue + "|");
+                        }
+                        r.value = d;
+                        break;
+                    default:
+                        return Result.reject("unknown_field", "unknown field " + quote(name));
+                }
+            }
+            if (t != JsonToken.END_OBJECT) {
+                return Result.reject("malformed_json", "unexpected " + kind(t));
+            }
+            if (p.nextToken() != null) {
+                return Result.reject("malformed_json", "trailing data after the object");
+            }
+            if (r.device == null) {
+                return Result.reject("missing_field", "missing field \"device\"");
+            }
+            if (r.tag == null) {
+                return Result.reject("missing_field", "missing field \"tag\"");
+            }
+            if (!hasTs) {
+                return Result.reject("missing_field", "missing field \"ts\"");
+            }
+            if (r.value == null) {
+                return Result.reject("missing_field", "missing field \"value\"");
+            }
+        } catch (JsonProcessingException e) {
+            return Result.reject("malformed_json", e.getOriginalMessage());
+        } catch (java.io.IOException e) {
+            return Result.reject("malformed_json", e.getMessage());
+        }
+        if (r.ts < 0 || r.ts > MAX_TS) {
+            return Result.reject("bad_ts", "ts " + r.ts + " is outside year 1970..9999");
+        }
+        if (kafkaTs != null) {
+            if (r.ts < kafkaTs - maxPastMs) {
+                return Result.reject(
+                        "ts_too_old", "ts " + r.ts + " is more than " + maxPastMs + " ms before the record time " + kafkaTs);
+            }
+            if (r.ts > kafkaTs + maxFutureMs) {
+                return Result.reject(
+                        "ts_in_future", "ts " + r.ts + " is more than " + maxFutureMs + " ms after the record time " + kafkaTs);
+            }
+        }
+        return r;
+    }
+
+    private static String kind(JsonToken t) {
+        if (t == null) {
+            return "end of input";
+        }
+        switch (t) {
+            case START_OBJECT:
+                return "object";
+            case START_ARRAY:
+                return "array";
+            case VALUE_STRING:
+                return "string";
+            case VALUE_NUMBER_INT:
+            case VALUE_NUMBER_FLOAT:
+                return "number";
+            case VALUE_TRUE:
+            case VALUE_FALSE:
+                return "boolean";
+            case VALUE_NULL:
+                return "null";
+            default:
+                return t.name().toLowerCase();
+        }
+    }
+
+    private static String quote(String s) {
+        return "\"" + truncate(s) + "\"";
+    }
+
+    static String truncate(String s) {
+        if (s == null) {
+            return "";
+        }
+        return s.length() <= 80 ? s : s.substring(0, 80) + "...(" + s.length() + " chars)";
+    }
+}

@@ -1,0 +1,38 @@
+"""Shared fixtures: one real Kafka broker per test session, on free loopback ports."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from sensorwatch.config import Settings
+from sensorwatch.stack import LocalStack
+from sensorwatch.stack.topics import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(tmp_path_factory):
+    """A real Apache Kafka broker (KRaft) started by the project's own stack code."""
+    settings = Settings()
+    settings.stack.work_dir = tmp_path_factory.mktemp("stack")
+    settings.stack.kafka_port = 0
+    settings.stack.controller_port = 0
+    stack = LocalStack(settings)
+    info = stack.up()
+    yield stack, info
+    stack.down()
+
+
+@pytest.fixture
+def settings(kafka_stack) -> Settings:
+    """Settings pointing at the session broker, with topic names unique to this test."""
+    stack, info = kafka_stack
+    s = Settings()
+    s.stack.work_dir = stack.settings.stack.work_dir
+    s.kafka.bootstrap_servers = info["bootstrap_servers"]
+    suffix = uuid.uuid4().hex[:8]
+    for name in type(s.kafka.topics).model_fields:
+        setattr(s.kafka.topics, name, f"{getattr(s.kafka.topics, name)}.{suffix}")
+    ensure_topics(s.kafka, s.stack.message_max_bytes)
+    return s

@@ -1,0 +1,35 @@
+"""The console script, run as a user runs it."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sensorwatch.cli import build_parser
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def _run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "sensorwatch.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_every_subcommand_has_help(sub):
+    r = _run(sub, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage: sensorwatch " + sub in r.stdout
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("simulator:\n  devcies: 3\n")
+    r = _run("--config", str(f), "config", "check")
+    assert r.returncode == 2
+    assert "unknown key 'simulator.devcies'" in r.stderr
+
+
+def test_stack_status_reports_not_running(tmp_path):
+    r = _run("stack", "status", env={"SENSORWATCH__STACK__WORK_DIR": str(tmp_path), "PATH": ""})
+    assert r.returncode == 3
+    assert '"running": false' in r.stdout
