@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 STAMP="$VENV/.installed"
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+# the editable install maps top-level packages when it runs: a new package means reinstall
+want=$( (cat pyproject.toml constraints.txt; ls -d */__init__.py) | sha256sum | cut -d' ' -f1)
 
 pick_python() {
   for py in ${PYTHON:-} python3.11 python3.12 python3; do

@@ -82,6 +82,79 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serving
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from serving.server import main as serve_main
+    except ImportError as exc:
+        print(f"sensorwatch serve needs TensorFlow ({exc}): pip install 'sensorwatch[serving]'", file=sys.stderr)
+        return 2
+    sv = settings.serving
+    argv = list(args.serve_args)
+    if not any(a.startswith("--port") for a in argv):
+        argv += ["--port", str(sv.port)]
+    if not any(a.startswith("--host") for a in argv):
+        argv += ["--host", sv.host]
+    if not any(a.startswith(("--model_config_file", "--model_name")) for a in argv):
+        argv += ["--model_config_file", str(sv.config_file),
+                 "--model_config_file_poll_wait_seconds", str(sv.poll_wait_s)]
+    if not any(a.startswith("--file_system_poll_wait_seconds") for a in argv):
+        argv += ["--file_system_poll_wait_seconds", str(sv.poll_wait_s)]
+    if sv.tls_cert and sv.tls_key and not any(a.startswith("--ssl_cert") for a in argv):
+        argv += ["--ssl_cert", str(sv.tls_cert), "--ssl_key", str(sv.tls_key)]
+    return serve_main(argv)
+
+
+def _client(settings: Settings):
+    from serving.client import ClientConfig, ScoringClient
+
+    return ScoringClient(ClientConfig.from_settings(settings.serving))
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    """Models in the repository's models.config, with each version's state on the server."""
+    import grpc
+
+    from serving.protos import pb
+    from serving.repository import ModelRepository
+
+    repo = ModelRepository(settings.serving.model_base_path, settings.serving.config_file)
+    client = _client(settings)
+    rows = []
+    for entry in repo.read_config():
+        row = {"model": entry.name, "policy": entry.policy, "labels": entry.labels,
+               "on_disk": repo.versions(entry.name) if repo.model_dir(entry.name).exists() else []}
+        try:
+            row["served"] = {str(s.version): pb.get_model_status_pb2.ModelVersionStatus.State.Name(s.state)
+                             for s in client.status(entry.name)}
+        except grpc.RpcError as exc:
+            row["served"] = f"{exc.code().name}: {exc.details()}"
+        rows.append(row)
+    client.close()
+    _print(rows)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    """Score windows given as JSON arrays (one window per line, or one list of windows)."""
+    import numpy as np
+
+    text = args.window if args.window else sys.stdin.read()
+    windows = []
+    for line in text.strip().splitlines():
+        obj = json.loads(line)
+        windows.extend(obj if obj and isinstance(obj[0], list) else [obj])
+    client = _client(settings)
+    r = client.score(args.model, np.asarray(windows, dtype=np.float32),
+                     sensors=[args.sensor] * len(windows) if args.sensor else None,
+                     version=args.version, label=args.label)
+    client.close()
+    for i in range(len(windows)):
+        _print({"model": r.model_name, "version": r.model_version, "score": float(r.score[i]),
+                "threshold": float(r.threshold[i]), "is_anomaly": bool(r.is_anomaly[i])})
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The embedded default, end to end, as far as it is built (see README)."""
@@ -157,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anomaly-rate", dest="anomaly_rate_per_hour", type=float, help="per sensor per hour")
     s.add_argument("--labels-file", help="also write ground truth here (JSON lines)")
     _COMMANDS["simulate"] = cmd_simulate
+
+    s = sub.add_parser("serve", help="run the TF-Serving-compatible model server",
+                       description="TensorFlow Serving's gRPC API (PredictionService, ModelService) over the model "
+                       "repository. Flags after -- are tensorflow_model_server's: --port, --model_config_file, "
+                       "--model_config_file_poll_wait_seconds, --model_name, --model_base_path, ... "
+                       "Defaults come from the serving section of the configuration.")
+    s.add_argument("serve_args", nargs=argparse.REMAINDER, help="server flags, e.g. -- --port 8500")
+    _COMMANDS["serve"] = cmd_serve
+
+    s = sub.add_parser("models", help="list models, versions and their state on the model server")
+    _COMMANDS["models"] = cmd_models
+
+    s = sub.add_parser("score", help="score a window (JSON array of S values) on the model server",
+                       description="A window on the command line, or JSON lines on stdin.")
+    s.add_argument("model", help="model name")
+    s.add_argument("window", nargs="?", help="JSON array of S values; default: read stdin")
+    s.add_argument("--version", type=int)
+    s.add_argument("--label", help="version label, e.g. stable or canary")
+    s.add_argument("--sensor", help="packed models: the sensor id")
+    _COMMANDS["score"] = cmd_score
 
     s = sub.add_parser("demo", help="run the embedded default end to end (local Kafka, simulated fleet)",
                        description="Starts its own stack on free ports, runs everything, stops it again.")

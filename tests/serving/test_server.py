@@ -1,0 +1,189 @@
+"""The model server over real SavedModels, every implemented RPC, TF Serving's semantics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from savedmodels import S, export, reference_scores
+
+from serving.client import ClientConfig, ScoringClient
+from serving.protos import pb
+
+
+def _client(server, **kw) -> ScoringClient:
+    return ScoringClient(ClientConfig(target=server.target, **kw))
+
+
+def _windows(n=5, seed=0):
+    return np.random.default_rng(seed).normal(10, 3, (n, S)).astype(np.float32)
+
+
+def test_predict_equals_in_process_savedmodel(server, repo):
+    c = _client(server)
+    w = _windows(64)
+    r = c.score("pump", w)
+    ref = reference_scores(repo.model_dir("pump") / "1", w)
+    np.testing.assert_allclose(r.score, ref["score"], rtol=1e-6)
+    np.testing.assert_allclose(r.per_step_error, ref["per_step_error"], rtol=1e-6)
+    np.testing.assert_array_equal(r.is_anomaly, ref["is_anomaly"])
+    np.testing.assert_array_equal(r.threshold, np.full(64, 4.0, np.float32))
+    assert (r.model_name, r.model_version) == ("pump", 1)
+    c.close()
+
+
+def test_unknown_model_and_version_are_not_found(server):
+    c = _client(server, retries=0)
+    with pytest.raises(grpc.RpcError) as exc:
+        c.score("no-such-model", _windows())
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no-such-model" in exc.value.details()
+    with pytest.raises(grpc.RpcError) as exc:
+        c.score("pump", _windows(), version=99)
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("bad", ["wrong_dtype", "wrong_shape", "wrong_name", "short_content"])
+def test_malformed_tensor_is_invalid_argument_and_server_keeps_serving(server, bad):
+    c = _client(server, retries=0)
+    req = pb.predict_pb2.PredictRequest()
+    req.model_spec.name = "pump"
+    w = _windows()
+    from serving.tensors import to_tensor_proto
+
+    if bad == "wrong_dtype":
+        req.inputs["values"].CopyFrom(to_tensor_proto(w.astype(np.float64)))
+    elif bad == "wrong_shape":
+        req.inputs["values"].CopyFrom(to_tensor_proto(w[:, :3]))
+    elif bad == "wrong_name":
+        req.inputs["vals"].CopyFrom(to_tensor_proto(w))
+    else:
+        t = to_tensor_proto(w)
+        t.tensor_content = t.tensor_content[:-4]
+        req.inputs["values"].CopyFrom(t)
+    with pytest.raises(grpc.RpcError) as exc:
+        c.predict_stub.Predict(req, timeout=5)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert exc.value.details()
+    assert c.score("pump", w).score.shape == (5,)  # still serving
+
+
+def test_version_label_and_specific_version(server, repo):
+    repo.publish("pump", lambda d: export(d, offset=100.0))
+    repo.register("pump", policy="all", labels={"stable": 1, "canary": 2})
+    c = _client(server)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        versions = {s.version for s in c.status("pump") if s.state == pb.get_model_status_pb2.ModelVersionStatus.AVAILABLE}
+        if versions == {1, 2}:
+            break
+        time.sleep(0.1)
+    assert versions == {1, 2}
+    w = _windows()
+    s1, s2 = c.score("pump", w, label="stable"), c.score("pump", w, label="canary")
+    assert (s1.model_version, s2.model_version) == (1, 2)
+    np.testing.assert_allclose(s2.score - s1.score, 100.0, rtol=1e-5)
+    assert c.score("pump", w, version=1).model_version == 1
+    assert c.score("pump", w).model_version == 2  # no version: the latest
+    with pytest.raises(grpc.RpcError) as exc:
+        c.score("pump", w, label="nightly", retries=0)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_roll_forward_under_load_has_zero_failed_requests(server, repo):
+    c = _client(server, retries=0)
+    w = _windows(32)
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[Exception] = []
+
+    def stream():
+        while not stop.is_set():
+            try:
+                seen.append(c.score("pump", w).model_version)
+            except Exception as exc:  # every failure is recorded and fails the test
+                errors.append(exc)
+
+    threads = [threading.Thread(target=stream) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    repo.publish("pump", lambda d: export(d, offset=1.0))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not seen or seen[-1] != 2):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert 1 in seen and seen[-1] == 2
+    first2 = seen.index(2)
+    assert len(seen) > 50
+    states = {s.version: s.state for s in c.status("pump")}
+    assert states[2] == pb.get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert states[1] == pb.get_model_status_pb2.ModelVersionStatus.END  # latest-1 policy unloads v1
+    assert first2 > 0
+
+
+def test_half_written_version_is_never_served(server, repo):
+    """A folder without saved_model.pb (or a hidden temp folder) is not a version."""
+    (repo.model_dir("pump") / "7").mkdir()
+    (repo.model_dir("pump") / ".tmp-8-abc").mkdir()
+    time.sleep(0.6)
+    c = _client(server)
+    assert c.score("pump", _windows()).model_version == 1
+    assert [s.version for s in c.status("pump")] == [1]
+
+
+def test_get_model_metadata_returns_signature(server):
+    c = _client(server)
+    version, sigs = c.metadata("pump")
+    assert version == 1
+    sig = sigs["serving_default"]
+    assert set(sig.inputs) == {"values"}
+    assert set(sig.outputs) == {"score", "threshold", "is_anomaly", "per_step_error"}
+    assert [d.size for d in sig.inputs["values"].tensor_shape.dim] == [-1, S]
+
+
+def test_get_model_status_unknown_is_not_found(server):
+    c = _client(server, retries=0)
+    with pytest.raises(grpc.RpcError) as exc:
+        c.status("nope")
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reload_config_adds_a_model(server, repo, tmp_path):
+    other = type(repo)(tmp_path / "other")
+    other.publish("valve", lambda d: export(d, offset=5.0))
+    from serving.repository import config_text
+
+    entries = repo.read_config() + [type(repo.read_config()[0])("valve", str(other.model_dir("valve")))]
+    c = _client(server)
+    resp = c.reload_config(config_text(entries))
+    assert resp.status.error_code == 0
+    assert c.score("valve", _windows()).model_name == "valve"
+
+
+def test_other_rpcs_are_unimplemented(server):
+    ch = grpc.insecure_channel(server.target)
+    stub = pb.prediction_service_pb2_grpc.PredictionServiceStub(ch)
+    from tensorflow_serving.apis import classification_pb2
+
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.Classify(classification_pb2.ClassificationRequest(), timeout=5)
+    assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    ch.close()
+
+
+def test_binds_loopback_by_default(repo):
+    from serving.server import ModelServer
+
+    srv = ModelServer(repo.read_config(), port=0)
+    try:
+        assert srv.target.startswith("127.0.0.1:")
+    finally:
+        srv.stop()

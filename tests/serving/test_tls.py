@@ -1,0 +1,39 @@
+"""TLS between the client (the job's) and the model server, with a self-signed certificate."""
+
+import shutil
+import subprocess
+
+import grpc
+import numpy as np
+import pytest
+from savedmodels import S
+
+from serving.client import ClientConfig, ScoringClient
+from serving.server import ModelServer
+
+
+@pytest.fixture
+def cert(tmp_path):
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make the test certificate"
+    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+def test_tls_round_trip_and_plaintext_refused(repo, cert):
+    crt, key = cert
+    srv = ModelServer(repo.read_config(), port=0, tls_cert=crt, tls_key=key).start()
+    try:
+        c = ScoringClient(ClientConfig(target=f"localhost:{srv.port}", tls_ca=crt))
+        assert c.score("pump", np.full((2, S), 10.0, np.float32)).model_version == 1
+        c.close()
+        plain = ScoringClient(ClientConfig(target=f"127.0.0.1:{srv.port}", retries=0, deadline_s=2))
+        with pytest.raises(grpc.RpcError) as exc:
+            plain.score("pump", np.full((1, S), 10.0, np.float32))
+        assert exc.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        plain.close()
+    finally:
+        srv.stop()
