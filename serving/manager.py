@@ -150,7 +150,9 @@ class ModelManager:
                     log.info("model %s version %d available", m.entry.name, v)
                 with self._lock:
                     gone = [v for v in m.versions if v not in want]
-                    if gone and any(v in m.versions for v in want) or (gone and not want):
+                    # availability first: while no wanted version could load, keep the old one
+                    serving_wanted = any(v in m.versions for v in want)
+                    if gone and (serving_wanted or not want):
                         for v in gone:
                             m.states[v] = State.END
                         m.versions = {v: lv for v, lv in m.versions.items() if v in want}

@@ -113,6 +113,7 @@ class Fleet:
         self.range = 2 * amp + 6 * noise
         self._wander = np.zeros(n)
         self._stuck_value: dict[Label, float] = {}  # the value each stuck event froze at
+        self._index = {s: i for i, s in enumerate(self.sensors)}
         self.labels = self._draw_labels()
         self._by_sensor: list[list[tuple[Label, float, float]]] = [[] for _ in range(n)]
         for lab in self.labels:
@@ -120,10 +121,6 @@ class Fleet:
             sign = self._rng_labels.choice([-1.0, 1.0])
             mag = self._rng_labels.uniform(0, 1)
             self._by_sensor[i].append((lab, sign, mag))
-
-    @property
-    def _index(self) -> dict[str, int]:
-        return {s: i for i, s in enumerate(self.sensors)}
 
     def _draw_labels(self) -> list[Label]:
         c = self.cfg
