@@ -187,8 +187,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         console.print("[bold]3/3[/] reading the ground truth back from Kafka ...")
         c = consumer(settings.kafka, settings.kafka.topics.labels, group_id=None, consumer_timeout_ms=3000)
         table = Table("sensor", "kind", "start", "end")
-        for m in c:
-            lab = json.loads(m.value)
+        for lab in sorted((json.loads(m.value) for m in c), key=lambda x: (x["start"], x["sensor"])):
             table.add_row(lab["sensor"], lab["kind"], time.strftime("%H:%M:%S", time.gmtime(lab["start"] / 1000)),
                           time.strftime("%H:%M:%S", time.gmtime(lab["end"] / 1000)))
         c.close()
