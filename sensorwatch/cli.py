@@ -123,7 +123,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     rows = []
     for entry in repo.read_config():
         row = {"model": entry.name, "policy": entry.policy, "labels": entry.labels,
-               "on_disk": repo.versions(entry.name) if repo.model_dir(entry.name).exists() else []}
+               "on_disk": repo.versions(entry.name)}
         try:
             row["served"] = {str(s.version): pb.get_model_status_pb2.ModelVersionStatus.State.Name(s.state)
                              for s in client.status(entry.name)}

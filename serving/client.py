@@ -78,6 +78,14 @@ def predict_request(model: str, inputs: dict[str, np.ndarray], version: int | No
     return req
 
 
+def score_inputs(windows, sensors: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The inputs of sensorwatch's serving signature: ``values`` [N, S], and ``sensor`` [N] for packed models."""
+    inputs = {"values": np.asarray(windows, dtype=np.float32)}
+    if sensors is not None:
+        inputs["sensor"] = np.asarray(sensors, dtype=object)
+    return inputs
+
+
 def parse_response(resp) -> ScoreResult:
     out = {k: from_tensor_proto(v) for k, v in resp.outputs.items()}
     missing = {"score", "threshold", "is_anomaly"} - set(out)
@@ -142,10 +150,7 @@ class ScoringClient:
     def score(self, model: str, windows: np.ndarray, sensors: list[str] | None = None,
               version: int | None = None, label: str | None = None, retries: int | None = None) -> ScoreResult:
         """Score a batch of windows ([N, S] float32) with one Predict call."""
-        inputs = {"values": np.asarray(windows, dtype=np.float32)}
-        if sensors is not None:
-            inputs["sensor"] = np.asarray(sensors, dtype=object)
-        return parse_response(self.predict(model, inputs, version, label, retries))
+        return parse_response(self.predict(model, score_inputs(windows, sensors), version, label, retries))
 
     def metadata(self, model: str, version: int | None = None):
         req = pb.get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -189,10 +194,7 @@ class AsyncScoringClient:
     async def score(self, model: str, windows: np.ndarray, sensors: list[str] | None = None,
                     retries: int | None = None) -> ScoreResult:
         """Like :meth:`ScoringClient.score`; ``retries=-1`` retries for ever (the job: delay, never lose)."""
-        inputs = {"values": np.asarray(windows, dtype=np.float32)}
-        if sensors is not None:
-            inputs["sensor"] = np.asarray(sensors, dtype=object)
-        req = predict_request(model, inputs)
+        req = predict_request(model, score_inputs(windows, sensors))
         retries = self.cfg.retries if retries is None else retries
         attempt = 0
         while True:
