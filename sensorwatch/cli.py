@@ -155,6 +155,59 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _training_data(args: argparse.Namespace, settings: Settings, window_ms: int):
+    """(series per sensor, labels or None) from the source named on the command line."""
+    from training.data import from_files, from_kafka, select
+
+    if args.source == "kafka":
+        return from_kafka(settings.kafka, settings.kafka.topics.aggregates, args.ts_from, args.ts_to, args.sensors), None
+    if args.source == "simulate":
+        from sensorwatch.simulate.history import fleet_history, label_intervals
+
+        series, labs = fleet_history(settings.simulator, window_ms)
+        series = {k: series[k].between(args.ts_from, args.ts_to) for k in select(series, args.sensors)}
+        return series, (label_intervals(labs) if args.use_labels else None)
+    paths = [Path(p) for p in args.source.split(",")]
+    return from_files(paths, window_ms, args.ts_from, args.ts_to, args.sensors), None
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train every sensor matching --sensors on its history and publish the models."""
+    try:
+        from training import require_train_extra
+
+        require_train_extra()
+    except ImportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from training.trainer import summary, train_fleet
+
+    tr = settings.training
+    for key in ("kind", "epochs", "workers"):
+        if getattr(args, key) is not None:
+            setattr(tr, key, getattr(args, key))
+    if args.layout:
+        settings.serving.layout = args.layout
+    window_ms = int(settings.job.window_s * 1000)
+    try:
+        series, labels = _training_data(args, settings, window_ms)
+    except (ValueError, OSError) as exc:
+        print(f"sensorwatch train: cannot read {args.source}: {exc}", file=sys.stderr)
+        return 2
+    if not series:
+        print("no sensors matched; nothing to train", file=sys.stderr)
+        return 1
+    if args.tune:
+        from training.tune import tune
+
+        _print(tune(series, settings, trials=args.tune, labels=labels))
+        return 0
+    out = train_fleet(series, settings, labels=labels, force=args.force, progress=not args.quiet)
+    result = summary(out)
+    _print(result)
+    return 3 if result["failed"] else 0
+
+
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The embedded default, end to end, as far as it is built (see README)."""
@@ -249,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label", help="version label, e.g. stable or canary")
     s.add_argument("--sensor", help="packed models: the sensor id")
     _COMMANDS["score"] = cmd_score
+
+    s = sub.add_parser("train", help="train one model per sensor (parallel, resumable) and publish them")
+    s.add_argument("--source", default="kafka",
+                   help="'kafka' (the aggregates topic), 'simulate' (the configured fleet's history) or CSV/Parquet files, comma-separated")
+    s.add_argument("--sensors", default=None, help="shell-style selector(s), e.g. 'dev-00*/temperature,dev-01*/*'")
+    s.add_argument("--from", dest="ts_from", type=int, default=None, help="window ends from this epoch ms")
+    s.add_argument("--to", dest="ts_to", type=int, default=None, help="window ends before this epoch ms")
+    s.add_argument("--kind", choices=["dense_ae", "lstm_ae", "conv_ae", "ocsvm"], default=None)
+    s.add_argument("--layout", choices=["per-sensor", "packed"], default=None)
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--workers", type=int, default=None, help="processes (0 = all cores)")
+    s.add_argument("--use-labels", action="store_true", help="simulate: calibrate on the ROC curve with the ground truth")
+    s.add_argument("--force", action="store_true", help="retrain sensors whose model is up to date")
+    s.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                   help="instead of training, search hyperparameters (optuna TPE) over the selected sensors")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _COMMANDS["train"] = cmd_train
 
     s = sub.add_parser("demo", help="run the embedded default end to end (local Kafka, simulated fleet)",
                        description="Starts its own stack on free ports, runs everything, stops it again.")

@@ -239,7 +239,7 @@ class TrainingConfig(_Section):
     kind: Literal["dense_ae", "lstm_ae", "conv_ae", "ocsvm"] = "dense_ae"
     """model kind: dense_ae, lstm_ae, conv_ae or ocsvm"""
     epochs: int = Field(30, ge=1)
-    """training epochs (early stopping may end sooner)"""
+    """training epochs"""
     batch_size: int = Field(64, ge=1)
     """training batch size"""
     learning_rate: float = Field(1e-3, gt=0)
@@ -247,7 +247,23 @@ class TrainingConfig(_Section):
     latent: int = Field(4, ge=1)
     """autoencoder bottleneck width"""
     hidden: int = Field(16, ge=1)
-    """autoencoder hidden width"""
+    """autoencoder hidden width (LSTM units, Conv1D filters)"""
+    kernel_size: int = Field(5, ge=1)
+    """conv_ae kernel length, in steps"""
+    svm_nu: float = Field(0.01, gt=0, le=1)
+    """ocsvm: upper bound on the share of training windows treated as outliers"""
+    svm_max_samples: int = Field(2000, ge=10)
+    """ocsvm: training windows sampled per sensor (the SVM is quadratic in this)"""
+    scale_floor: float = Field(0.05, ge=0)
+    """normalisation scale >= this x |feature mean|, so near-constant features (the count) do not explode"""
+    min_windows: int = Field(32, ge=1)
+    """a sensor with fewer training windows is reported as failed, not trained"""
+    chunk_size: int = Field(256, ge=1)
+    """per-sensor layout: sensors trained together as one stacked (vectorised) model"""
+    jit_compile: bool = True
+    """compile the training step with XLA (several times faster on CPU for small stacked models)"""
+    plots: bool = True
+    """write a validation-score PNG (and a ROC PNG with labels) per sensor into the version"""
     validation_split: float = Field(0.2, gt=0, lt=1)
     """share of windows held out to calibrate the threshold"""
     threshold_quantile: float = Field(0.995, gt=0, lt=1)

@@ -196,7 +196,9 @@ def parse_reading(payload: str | bytes | None, kafka_ts: int | None = None, limi
     return Reading(ids["device"], ids["tag"], ts, value)
 
 
-def aggregate_record(sensor: str, window_start: int, window_end: int, mean: float, count: int) -> dict[str, Any]:
+def aggregate_record(sensor: str, window_start: int, window_end: int, mean: float, stddev: float,
+                     count: int) -> dict[str, Any]:
+    """One tumbling window of one sensor, as the job publishes it to the aggregates topic (training data)."""
     device, tag = split_sensor(sensor)
     return {
         "sensor": sensor,
@@ -205,6 +207,7 @@ def aggregate_record(sensor: str, window_start: int, window_end: int, mean: floa
         "window_start": window_start,
         "window_end": window_end,
         "mean": mean,
+        "stddev": stddev,
         "count": count,
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from sensorwatch.windows import FEATURES
 from serving.protos import pb
 from serving.tensors import from_tensor_proto, to_tensor_proto
 
@@ -79,8 +80,19 @@ def predict_request(model: str, inputs: dict[str, np.ndarray], version: int | No
 
 
 def score_inputs(windows, sensors: list[str] | None = None) -> dict[str, np.ndarray]:
-    """The inputs of sensorwatch's serving signature: ``values`` [N, S], and ``sensor`` [N] for packed models."""
-    inputs = {"values": np.asarray(windows, dtype=np.float32)}
+    """The inputs of sensorwatch's serving signature, and ``sensor`` [N] for packed models.
+
+    ``windows`` [N, S] is the means alone (``values``); [N, S, F] are the per-window features
+    in the order of :data:`sensorwatch.windows.FEATURES` (``values``, ``stddev``, ``count``),
+    which is what models trained by sensorwatch take.
+    """
+    w = np.asarray(windows, dtype=np.float32)
+    if w.ndim == 3:
+        if w.shape[2] != len(FEATURES):
+            raise ValueError(f"windows [N, S, F] need F = {len(FEATURES)} ({', '.join(FEATURES)}), got {w.shape[2]}")
+        inputs = {name: np.ascontiguousarray(w[:, :, i]) for i, name in enumerate(FEATURES)}
+    else:
+        inputs = {"values": w}
     if sensors is not None:
         inputs["sensor"] = np.asarray(sensors, dtype=object)
     return inputs

@@ -189,3 +189,11 @@ class ModelRepository:
             raise RepositoryError(f"model {name!r} is not in {self.config_file}")
         entries[name].labels[label] = version
         self.write_config(list(entries.values()))
+
+    def register_many(self, names: list[str], policy: str = "latest") -> None:
+        """Add models to models.config in one write; models already there keep their entry."""
+        entries = {e.name: e for e in self.read_config()}
+        for name in names:
+            if name not in entries:
+                entries[name] = ModelEntry(check_model_name(name), f"{self.serve_base.rstrip('/')}/{name}", policy, [], {})
+        self.write_config(list(entries.values()))

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.calibrate import far_threshold, plot_roc, plot_scores, quantile_threshold, roc_curve
+
+
+def test_quantile_threshold_rules():
+    s = np.arange(1001, dtype=float)  # 0..1000
+    assert quantile_threshold(s, 0.99, 1.5) == pytest.approx(990 * 1.5)
+    signed = s - 500  # median 0
+    assert quantile_threshold(signed, 0.99, 1.5, nonnegative=False) == pytest.approx(490 + 0.5 * 490)
+    with pytest.raises(ValueError):
+        quantile_threshold(np.array([1.0, np.nan]), 0.9, 1.0)
+
+
+def test_roc_and_far_threshold():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0, 1, 5000)
+    anomalous = rng.normal(4, 1, 500)
+    scores = np.concatenate([normal, anomalous])
+    y = np.concatenate([np.zeros(5000, bool), np.ones(500, bool)])
+    far, tpr, thr = roc_curve(scores, y)
+    assert np.all(np.diff(far) >= 0) and np.all(np.diff(tpr) >= 0)
+    t = far_threshold(scores, y, 0.01)
+    assert (normal > t).mean() <= 0.01
+    assert (normal > np.nextafter(t, -np.inf)).mean() > 0.0099  # the lowest such threshold
+    assert (anomalous > t).mean() > 0.8
+    with pytest.raises(ValueError, match="both"):
+        roc_curve(scores, np.zeros_like(y))
+
+
+def test_plots_are_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=200)
+    y = s > 1.5
+    plot_roc(tmp_path / "roc.png", s, y, 1.0, "x")
+    plot_scores(tmp_path / "s.png", np.arange(200) * 5000, s, 1.0, "x")
+    for f in ("roc.png", "s.png"):
+        assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
