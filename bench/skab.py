@@ -68,6 +68,7 @@ def flag_points(win_flag: np.ndarray, n: int, s: int) -> np.ndarray:
 
 def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
     from sensorwatch.config import TrainingConfig
+    from training.calibrate import quantile_threshold
     from training.detectors import make_detector
 
     p = PROTOCOL[kind]
@@ -80,9 +81,9 @@ def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
     tp = fp = fn = tn = 0
     for g, (_, x, y) in enumerate(data):
         train_scores, _ = det.score(windows(x[:TRAIN_ROWS], s), g)
-        q = float(np.quantile(train_scores, p["quantile"]))
         # the protocol's margin is on a mean *absolute* residual; ours is a mean *squared* one
-        thr = q * p["margin"] ** 2 if det.nonnegative_scores else q + (p["margin"] - 1) * (q - float(np.median(train_scores)))
+        margin = p["margin"] ** 2 if det.nonnegative_scores else p["margin"]
+        thr = quantile_threshold(train_scores, p["quantile"], margin, det.nonnegative_scores)
         test, yt = x[TRAIN_ROWS:], y[TRAIN_ROWS:]
         pred = flag_points(det.score(windows(test, s), g)[0] > thr, len(test), s)
         tp += int((pred & yt).sum())

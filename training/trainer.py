@@ -94,6 +94,26 @@ def _labelled(ends: np.ndarray, seq_len: int, window_ms: int, labels: list[tuple
     return y
 
 
+@dataclass
+class Prepared:
+    """One sensor's count windows, split for training and calibration."""
+
+    train: np.ndarray  # [N, S, F], labelled anomalies removed
+    val: np.ndarray  # [M, S, F], the latest windows
+    val_ends: np.ndarray  # [M] window ends
+    val_labels: np.ndarray  # [M] bool: overlaps a labelled anomaly
+    windows: int  # all windows of the series
+
+
+def prepare(series: SensorSeries, labels: list[tuple[int, int]], seq_len: int, slide: int, window_ms: int,
+            val_frac: float) -> Prepared:
+    """Windows as the job forms them, split in time; labelled anomalies never teach "normal"."""
+    X, ends = sequences(series, seq_len, slide, window_ms)
+    y = _labelled(ends, seq_len, window_ms, labels)
+    train, val, val_ends = split(X, ends, val_frac, seq_len)
+    return Prepared(train[~y[:train.shape[0]]], val, val_ends, y[X.shape[0] - val.shape[0]:], X.shape[0])
+
+
 def _file_tag(sensor: str) -> str:
     return sensor.replace("/", "~")
 
@@ -125,47 +145,49 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     tc, jc = settings.training, settings.job
     S, window_ms = jc.seq_len, int(jc.window_s * 1000)
     outcomes: list[Outcome] = []
-    ready: list[tuple[Member, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    ready: list[tuple[Member, Prepared]] = []
     for m in chunk.members:
-        X, ends = sequences(m.series, S, jc.slide, window_ms)
-        y = _labelled(ends, S, window_ms, m.labels)
-        train, val, val_ends = split(X, ends, tc.validation_split, S)
-        train = train[~y[:train.shape[0]]]  # labelled anomalies never teach "normal"
-        if train.shape[0] < tc.min_windows:
-            outcomes.append(Outcome(m.sensor, m.model, "failed", detail=f"{train.shape[0]} training windows "
-                                    f"from {len(m.series)} aggregates; need {tc.min_windows}", windows=X.shape[0]))
+        d = prepare(m.series, m.labels, S, jc.slide, window_ms, tc.validation_split)
+        if d.train.shape[0] < tc.min_windows:
+            outcomes.append(Outcome(m.sensor, m.model, "failed", detail=f"{d.train.shape[0]} training windows "
+                                    f"from {len(m.series)} aggregates; need {tc.min_windows}", windows=d.windows))
             continue
-        ready.append((m, train, val, val_ends, y[X.shape[0] - val.shape[0]:]))
+        ready.append((m, d))
     if chunk.packed_name and outcomes:
         # a packed model must hold all of its group's sensors, or the missing ones would look
         # like sensors without a model; fail the group as a whole and say why
         why = "; ".join(f"{o.sensor}: {o.detail}" for o in outcomes)
         return outcomes + [Outcome(m.sensor, m.model, "failed", detail=f"packed group incomplete ({why})")
-                           for m, *_ in ready]
+                           for m, _ in ready]
     if not ready:
         return outcomes
     try:
         det = make_detector(tc.kind, len(ready), S, len(FEATURES), tc)
-        curves = det.fit([r[1] for r in ready])
-        thresholds, per_sensor, plots = [], {}, {}
-        for g, (m, train, val, val_ends, yv) in enumerate(ready):
-            scores, _ = det.score(val, g)
+        curves = det.fit([d.train for _, d in ready])
+        thresholds: list[float] = []
+        per_sensor: dict[str, dict] = {}
+        plots: dict[str, dict[str, bytes]] = {}  # sensor -> file name -> PNG
+        for g, (m, d) in enumerate(ready):
+            scores, _ = det.score(d.val, g)
+            yv = d.val_labels
+            mine = plots.setdefault(m.sensor, {})
             if m.labels and yv.any() and not yv.all():
                 thr = far_threshold(scores, yv, tc.target_far)
                 rule = f"ROC: false-alarm rate <= {tc.target_far}"
                 if chunk.plots:
-                    plots[f"roc-{_file_tag(m.sensor)}.png"] = _png(plot_roc, scores, yv, thr, m.sensor)
+                    mine[f"roc-{_file_tag(m.sensor)}.png"] = _png(plot_roc, scores, yv, thr, m.sensor)
             else:
                 thr = quantile_threshold(scores[~yv] if (~yv).any() else scores, tc.threshold_quantile,
                                          tc.threshold_margin, det.nonnegative_scores)
                 rule = f"quantile {tc.threshold_quantile} x margin {tc.threshold_margin}"
             thresholds.append(thr)
             if chunk.plots:
-                plots[f"scores-{_file_tag(m.sensor)}.png"] = _png(plot_scores, val_ends, scores, thr, m.sensor)
+                mine[f"scores-{_file_tag(m.sensor)}.png"] = _png(plot_scores, d.val_ends, scores, thr, m.sensor)
             per_sensor[m.sensor] = {
                 "data_from": int(m.series.window_end[0]), "data_to": int(m.series.window_end[-1]),
-                "aggregates": len(m.series), "windows_train": int(train.shape[0]), "windows_val": int(val.shape[0]),
-                "loss_curve": curves[g], "threshold": float(thr), "threshold_rule": rule,
+                "aggregates": len(m.series), "windows_train": int(d.train.shape[0]),
+                "windows_val": int(d.val.shape[0]), "loss_curve": curves[g], "threshold": float(thr),
+                "threshold_rule": rule,
                 "val_score_quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.99, 0.995, 1.0)},
                 "fingerprint": m.fingerprint,
             }
@@ -173,29 +195,29 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     except (TrainingError, ValueError, ArithmeticError) as exc:
         log.error("training chunk of %d sensors failed: %s", len(ready), exc)
         return outcomes + [Outcome(m.sensor, m.model, "failed", detail=f"{type(exc).__name__}: {exc}")
-                           for m, *_ in ready]
+                           for m, _ in ready]
 
     repo = ModelRepository(chunk.repo_base)
     base = {"kind": tc.kind, "features": list(FEATURES), "seq_len": S, "slide": jc.slide, "window_ms": window_ms,
             "training": tc.model_dump(mode="json"), "created_ms": int(time.time() * 1000)}
     wall = time.time() - t0
     if chunk.packed_name:
-        sensors = [r[0].sensor for r in ready]
+        sensors = [m.sensor for m, _ in ready]
         report = {**base, "layout": "packed", "model": chunk.packed_name, "wall_s": wall,
-                  "fingerprint": group_fingerprint([r[0].fingerprint for r in ready]), "sensors": per_sensor}
-        warm = ready[0][2][:8]
+                  "fingerprint": group_fingerprint([m.fingerprint for m, _ in ready]), "sensors": per_sensor}
+        all_plots = {name: png for mine in plots.values() for name, png in mine.items()}
+        warm = ready[0][1].val[:8]
         version = repo.publish(chunk.packed_name, lambda p: write_saved_model(
-            p, det, model=chunk.packed_name, sensors=sensors, report=report, warmup_windows=warm, plots=plots))
-        return outcomes + [Outcome(m.sensor, m.model, "trained", version, windows=int(tr.shape[0] + va.shape[0]),
-                                   threshold=float(t)) for (m, tr, va, *_), t in zip(ready, thresholds)]
-    for g, (m, train, val, *_rest) in enumerate(ready):
+            p, det, model=chunk.packed_name, sensors=sensors, report=report, warmup_windows=warm, plots=all_plots))
+        return outcomes + [Outcome(m.sensor, m.model, "trained", version, windows=int(d.train.shape[0] + d.val.shape[0]),
+                                   threshold=float(t)) for (m, d), t in zip(ready, thresholds)]
+    for g, (m, d) in enumerate(ready):
         one = det.subset(g)
         report = {**base, "layout": "per-sensor", "model": m.model, "wall_s": wall / len(ready),
                   "fingerprint": m.fingerprint, "sensors": {m.sensor: per_sensor[m.sensor]}}
-        mine = {k: v for k, v in plots.items() if k.endswith(f"-{_file_tag(m.sensor)}.png")}
-        version = repo.publish(m.model, lambda p, one=one, m=m, report=report, mine=mine, val=val: write_saved_model(
-            p, one, model=m.model, sensors=None, report=report, warmup_windows=val[:8], plots=mine))
-        outcomes.append(Outcome(m.sensor, m.model, "trained", version, windows=int(train.shape[0] + val.shape[0]),
+        version = repo.publish(m.model, lambda p, one=one, m=m, d=d, report=report: write_saved_model(
+            p, one, model=m.model, sensors=None, report=report, warmup_windows=d.val[:8], plots=plots[m.sensor]))
+        outcomes.append(Outcome(m.sensor, m.model, "trained", version, windows=int(d.train.shape[0] + d.val.shape[0]),
                                 threshold=float(thresholds[g])))
     return outcomes
 

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from sensorwatch.config import Settings
-from sensorwatch.windows import FEATURES, SensorSeries, sequences
+from sensorwatch.windows import FEATURES, SensorSeries
 
 log = logging.getLogger("sensorwatch.training")
 
@@ -26,7 +26,7 @@ def tune(series: dict[str, SensorSeries], settings: Settings, trials: int = 20,
 
     from training.calibrate import quantile_threshold
     from training.detectors import make_detector
-    from training.trainer import _labelled, split
+    from training.trainer import prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tc, window_ms = settings.training, int(settings.job.window_s * 1000)
@@ -39,17 +39,13 @@ def tune(series: dict[str, SensorSeries], settings: Settings, trials: int = 20,
             "hidden": trial.suggest_categorical("hidden", [8, 16, 32, 64]),
             "latent": trial.suggest_categorical("latent", [2, 4, 8]),
         })
-        data = []
-        for s in sensors:
-            X, ends = sequences(series[s], S, settings.job.slide, window_ms)
-            tr, va, va_ends = split(X, ends, tc.validation_split, S)
-            y = _labelled(va_ends, S, window_ms, (labels or {}).get(s, []))
-            data.append((tr, va, y))
+        data = [prepare(series[s], (labels or {}).get(s, []), S, settings.job.slide, window_ms,
+                        tc.validation_split) for s in sensors]
         det = make_detector(cfg.kind, len(sensors), S, len(FEATURES), cfg)
-        det.fit([d[0] for d in data])
+        det.fit([d.train for d in data])
         tightness, tp, fp, fn = [], 0, 0, 0
-        for g, (_, va, y) in enumerate(data):
-            scores = det.score(va, g)[0]
+        for g, d in enumerate(data):
+            scores, y = det.score(d.val, g)[0], d.val_labels
             normal = scores[~y] if (~y).any() else scores
             thr = quantile_threshold(normal, cfg.threshold_quantile, cfg.threshold_margin, det.nonnegative_scores)
             flag = scores > thr
