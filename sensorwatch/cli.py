@@ -245,7 +245,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                           time.strftime("%H:%M:%S", time.gmtime(lab["end"] / 1000)))
         c.close()
         console.print(table)
-        console.print("The streaming job, the model server and training join this demo as they land (see README).")
+        console.print("Training (sensorwatch train) and the model server (sensorwatch serve) exist; the streaming "
+                      "job, which joins them into this demo, is next (see README).")
     finally:
         stack.down()
         console.print("stack stopped")
