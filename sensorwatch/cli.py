@@ -55,7 +55,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from sensorwatch.simulate import simulate
 
     sim = settings.simulator
-    for name in ("devices", "duration_s", "interval_s", "seed", "realtime", "late_rate", "malformed_rate",
+    for name in ("devices", "duration_s", "interval_s", "seed", "realtime", "speed", "late_rate", "malformed_rate",
                  "anomaly_rate_per_hour", "out_of_order_rate"):
         value = getattr(args, name, None)
         if value is not None:
@@ -91,6 +91,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     sv = settings.serving
     argv = list(args.serve_args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
     if not any(a.startswith("--port") for a in argv):
         argv += ["--port", str(sv.port)]
     if not any(a.startswith("--host") for a in argv):
@@ -210,46 +212,132 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """The embedded default, end to end, as far as it is built (see README)."""
+    """The embedded default, end to end: Kafka, training, model server, the job, the fleet."""
+    import threading
     import time
 
     from rich.console import Console
     from rich.table import Table
 
-    from sensorwatch.kafka_clients import consumer
+    from jobs import local
+    from jobs.pipeline import run
+    from sensorwatch.evaluate import evaluate
     from sensorwatch.simulate import Fleet, simulate
     from sensorwatch.stack import LocalStack
+    from sensorwatch.stack.kafka_broker import free_port
 
     console = Console()
-    settings.stack.work_dir = Path(settings.stack.work_dir) / "demo"
-    settings.stack.kafka_port = 0
-    settings.stack.controller_port = 0
+    import shutil
+
+    work = Path(settings.stack.work_dir) / "demo"
+    shutil.rmtree(work, ignore_errors=True)  # a fresh broker and model repository every run
+    settings.stack.work_dir = work
+    settings.stack.kafka_port = settings.stack.controller_port = 0
+    port = free_port()
+    settings.serving.port, settings.serving.target = port, f"127.0.0.1:{port}"
+    settings.serving.model_base_path = work / "models"
+    settings.serving.layout = "packed"  # 30 sensors, one Predict per packed model and window end
+    settings.serving.poll_wait_s = 0.5
+    sim = settings.simulator
+    sim.duration_s = args.duration_s
+    sim.late_rate, sim.malformed_rate, sim.realtime, sim.speed = 0.002, 0.002, True, args.speed
+    sim.anomaly_rate_per_hour = 4.0
+    settings.training.epochs, settings.training.plots = 20, False
+    fleet = Fleet(sim)
     stack = LocalStack(settings)
-    console.print("[bold]1/3[/] starting a real Kafka broker (KRaft) on loopback ...")
+    server = None
+    job = None
+    console.print("[bold]1/5[/] starting a real Kafka broker (KRaft) on loopback ...")
     info = stack.up()
-    console.print(f"    ready in {info['start_seconds']} s at {info['bootstrap_servers']}; log: {info['log']}")
+    console.print(f"    ready in {info['start_seconds']} s at {info['bootstrap_servers']}")
     try:
-        sim = settings.simulator
-        sim.duration_s = args.duration_s
-        sim.late_rate, sim.malformed_rate = 0.002, 0.002
-        fleet = Fleet(sim)
-        console.print(f"[bold]2/3[/] simulating {len(fleet.sensors)} sensors x {sim.duration_s:.0f} s of event time ...")
+        console.print(f"[bold]2/5[/] training one model per sensor ({len(fleet.sensors)}) on 2 h of clean simulated history ...")
+        t0 = time.monotonic()
+        out = local.train_on_history(settings, fleet.start_ms, progress=True)
+        console.print(f"    {out['trained']} trained, {out['failed']} failed in {time.monotonic() - t0:.0f} s "
+                      f"into {settings.serving.model_base_path}")
+        console.print("[bold]3/5[/] starting the model server (TF Serving gRPC API) ...")
+        server = local.ModelServerProcess(settings, work / "model-server.log").start()
+        console.print(f"    serving at {settings.serving.target}; log: {work / 'model-server.log'}")
+        console.print("[bold]4/5[/] starting the streaming job on a Flink mini-cluster ...")
+        job = run(settings, detached=True)
+        console.print(f"    job {job.get_job_id()}")
+        console.print(f"[bold]5/5[/] streaming {len(fleet.sensors)} sensors x {sim.duration_s / 60:.0f} min of event time "
+                      f"at {sim.speed:.0f}x, {len(fleet.labels)} anomalies injected; live anomalies "
+                      "(as `sensorwatch tail` shows them):")
+        anomalies: list[dict] = []
+        stop = threading.Event()
+        shown: set[str] = set()
+
+        def show(rec, _msg) -> None:
+            anomalies.append(rec)
+            if rec["sensor"] not in shown:
+                console.print(f"    [red]ANOMALY[/] {_line(rec)}", soft_wrap=True)
+            shown.add(rec["sensor"])
+
+        def follow() -> None:
+            local.consume(settings, settings.kafka.topics.anomalies, lambda _r: stop.is_set(), 1e9, show)
+
+        tailer = threading.Thread(target=follow, daemon=True)
+        tailer.start()
         stats = simulate(sim, settings.kafka, fleet=fleet)
-        console.print(f"    {stats.readings} readings in {stats.seconds:.2f} s = {stats.readings_per_s:,.0f} readings/s; "
-                      f"{stats.malformed} malformed, {stats.late} late, {stats.labels} anomalies injected")
-        console.print("[bold]3/3[/] reading the ground truth back from Kafka ...")
-        c = consumer(settings.kafka, settings.kafka.topics.labels, group_id=None, consumer_timeout_ms=3000)
-        table = Table("sensor", "kind", "start", "end")
-        for lab in sorted((json.loads(m.value) for m in c), key=lambda x: (x["start"], x["sensor"])):
-            table.add_row(lab["sensor"], lab["kind"], time.strftime("%H:%M:%S", time.gmtime(lab["start"] / 1000)),
-                          time.strftime("%H:%M:%S", time.gmtime(lab["end"] / 1000)))
-        c.close()
+        local.flush_watermark(settings, fleet.end_ms + 120_000)
+        time.sleep(8)
+        stop.set()
+        tailer.join(10)
+        console.print(f"    {stats.readings} readings sent ({stats.malformed} malformed, {stats.late} late); "
+                      f"{len(anomalies)} anomalous windows (first of each sensor shown)")
+        ev = evaluate(anomalies, [lab.to_dict() for lab in fleet.labels])
+        table = Table("kind", "detected / injected", title="against the simulator's ground truth")
+        for kind, (hit, n) in sorted(ev.per_kind.items()):
+            table.add_row(kind, f"{hit} / {n}")
         console.print(table)
-        console.print("Training (sensorwatch train) and the model server (sensorwatch serve) exist; the streaming "
-                      "job, which joins them into this demo, is next (see README).")
+        d = ev.to_dict()
+        console.print(f"precision {d['precision']:.2f} ({ev.true_alerts}/{ev.alerts} alerts), recall {d['recall']:.2f} "
+                      f"({ev.detected}/{ev.events} events), detection delay median {d['delay_s_median']} s, "
+                      f"max {d['delay_s_max']} s (event time)")
     finally:
+        if job is not None:
+            job.cancel()
+        if server is not None:
+            server.stop()
         stack.down()
-        console.print("stack stopped")
+        console.print("job, model server and broker stopped")
+    return 0
+
+
+def _line(rec: dict) -> str:
+    import time
+
+    t = time.strftime("%H:%M:%S", time.gmtime(rec["window_end"] / 1000))
+    if rec.get("status", "scored") != "scored":
+        return f"{rec['sensor']} window to {t}: {rec['status']} ({rec.get('model_name')})"
+    return (f"{rec['sensor']} window to {t}: score {rec['score']:.2f} > threshold {rec['threshold']:.2f} "
+            f"({rec['model_name']} v{rec['model_version']})")
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    """Follow the anomalies (or another output) topic and print one line per record."""
+    from jobs.local import tail
+
+    topic = getattr(settings.kafka.topics, args.topic)
+    try:
+        for rec in tail(settings, topic, from_beginning=args.from_beginning):
+            print(json.dumps(rec) if args.json else _line(rec) if "sensor" in rec and "window_end" in rec
+                  else json.dumps(rec), flush=True)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
+    """The streaming job on an in-process Flink mini-cluster (``flink run -py`` for a cluster)."""
+    from jobs.pipeline import explain, run
+
+    if args.explain:
+        print(explain(settings))
+        return 0
+    run(settings)
     return 0
 
 
@@ -277,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interval-s", dest="interval_s", type=float, help="seconds between one sensor's readings")
     s.add_argument("--seed", type=int)
     s.add_argument("--realtime", action="store_true", default=None, help="pace event time to wall time")
+    s.add_argument("--speed", type=float, help="with --realtime: event-time seconds per wall second")
     s.add_argument("--late-rate", dest="late_rate", type=float)
     s.add_argument("--malformed-rate", dest="malformed_rate", type=float)
     s.add_argument("--out-of-order-rate", dest="out_of_order_rate", type=float)
@@ -324,7 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="run the embedded default end to end (local Kafka, simulated fleet)",
                        description="Starts its own stack on free ports, runs everything, stops it again.")
     s.add_argument("--duration-s", dest="duration_s", type=float, default=1800.0, help="event time to simulate")
+    s.add_argument("--speed", type=float, default=40.0, help="event-time seconds streamed per wall second")
     _COMMANDS["demo"] = cmd_demo
+
+    s = sub.add_parser("job", help="run the streaming job on an in-process Flink mini-cluster",
+                       description="Same job as `flink run -py jobs/anomaly_job.py`; configuration from --config.")
+    s.add_argument("--explain", action="store_true", help="print the optimised SQL plan and exit")
+    _COMMANDS["job"] = cmd_job
+
+    s = sub.add_parser("tail", help="follow the anomalies topic (one line per anomaly)")
+    s.add_argument("--topic", default="anomalies", choices=["anomalies", "scores", "no_model", "dead_letters", "late",
+                                                            "aggregates"])
+    s.add_argument("--from-beginning", dest="from_beginning", action="store_true")
+    s.add_argument("--json", action="store_true", help="print whole records")
+    _COMMANDS["tail"] = cmd_tail
 
     s = sub.add_parser("config", help="validate or print the effective configuration")
     s.add_argument("action", choices=["check", "show", "defaults"],

@@ -129,6 +129,7 @@ class SimulatorConfig(_Section):
         None, description="event time of the first reading; default: now - duration_s"
     )
     realtime: bool = Field(False, description="pace event time to wall time; else as fast as possible")
+    speed: float = Field(1.0, gt=0, description="with realtime: event-time seconds per wall-clock second")
     seed: int = 42
     """same seed, same readings, delivery order and ground truth"""
     anomaly_rate_per_hour: float = Field(
@@ -185,15 +186,23 @@ class JobConfig(_Section):
     """Flink checkpoints; also when exactly-once output becomes visible"""
     parallelism: int = Field(1, ge=1)
     """Flink parallelism of the job"""
-    delivery: Literal["exactly-once", "at-least-once"] = "exactly-once"
-    """Kafka sink guarantee; at-least-once records carry a dedup key"""
+    delivery: Literal["exactly-once", "at-least-once"] = "at-least-once"
+    """Kafka sinks: at-least-once publishes at once, keyed for dedup; exactly-once commits at checkpoints"""
+    start_from: Literal["group-offsets", "earliest", "latest"] = "group-offsets"
+    """where a job without a checkpoint starts reading; group-offsets falls back to earliest"""
     emit_scores: bool = Field(False, description="also publish every score to the scores topic")
     score_batch_size: int = Field(256, ge=1)
     """windows per Predict call, at most"""
-    score_batch_wait_ms: int = Field(20, ge=0)
-    """how long a partial batch waits for more windows"""
-    async_capacity: int = Field(1024, ge=1)
-    """windows in flight to the model server per subtask"""
+    max_in_flight: int = Field(64, ge=1)
+    """Predict calls in flight at once per Python worker"""
+    python_bundle_ms: int = Field(20, ge=1)
+    """PyFlink bundle time: how long the Python worker may hold results before flushing them"""
+    checkpoint_dir: Path | None = None
+    """durable checkpoint folder (or URI); unset: checkpoints in JobManager memory (mini-cluster)"""
+    restore_from: str | None = None
+    """checkpoint or savepoint path to resume from (Flink's execution.state-recovery.path)"""
+    python_executable: str | None = None
+    """Python of the Flink workers; unset: the interpreter that builds the job (its virtualenv)"""
     group_id: str = "sensorwatch-job"
     """Kafka consumer group of the job"""
     validation: ValidationConfig = ValidationConfig()

@@ -6,10 +6,12 @@ holds cases that both must classify alike (same reason code).
 
 * reading     ``{"device", "tag", "ts", "value"}``; ts is epoch ms or ISO-8601 with an offset.
   A sensor is ``device/tag``.
-* aggregate   ``{"sensor", "device", "tag", "window_start", "window_end", "mean", "count"}``
+* aggregate   ``{"sensor", "device", "tag", "window_start", "window_end", "mean", "stddev", "count",
+  "closed_ts"}``; Kafka key ``sensor@window_end``, Kafka timestamp the window end.
 * anomaly     see :func:`anomaly_record`; carries sensor, window bounds, the S values,
   score, threshold, model name and version, event and processing times.
-* no-model    an anomaly-shaped record with ``"status": "no_model"`` on its own topic.
+* no-model    an anomaly-shaped record with ``"status": "no_model"`` (or ``"error"``) on its own topic.
+* late        ``{"sensor", "ts", "value", "watermark", "payload", "topic", "partition", "offset", "kafka_ts"}``
 * dead letter ``{"reason", "payload", "topic", "partition", "offset", "kafka_ts"}``:
   the original payload, whole, so nothing is lost.
 """
@@ -226,11 +228,19 @@ def anomaly_record(
     processing_ts: int,
     status: str = "scored",
     per_step_error: list[float] | None = None,
+    window_closed_ts: int | None = None,
+    stddev: list[float] | None = None,
+    counts: list[float] | None = None,
+    error: str | None = None,
 ) -> dict[str, Any]:
     """The record consumers of the anomalies (and scores, no-model) topics receive.
 
     ``event_ts`` is the window end: the event time at which the evidence was complete.
     ``key`` is unique per sensor and window, so an at-least-once consumer can drop repeats.
+    ``window_closed_ts`` is the wall-clock time the job closed the last tumbling window;
+    ``processing_ts`` minus it is the job's scoring latency. ``status`` is ``scored``,
+    ``no_model`` (no model serves this sensor yet) or ``error`` (the model server refused the
+    window; ``error`` says why).
     """
     device, tag = split_sensor(sensor)
     return {
@@ -250,6 +260,10 @@ def anomaly_record(
         "event_ts": window_end,
         "processing_ts": processing_ts,
         "per_step_error": per_step_error,
+        "stddev": stddev,
+        "counts": counts,
+        "window_closed_ts": window_closed_ts,
+        "error": error,
     }
 
 

@@ -36,3 +36,15 @@ def settings(kafka_stack) -> Settings:
         setattr(s.kafka.topics, name, f"{getattr(s.kafka.topics, name)}.{suffix}")
     ensure_topics(s.kafka, s.stack.message_max_bytes)
     return s
+
+
+@pytest.fixture(scope="session")
+def world(kafka_stack, tmp_path_factory):
+    """Models trained on a simulated fleet's clean history (packed layout), served by the real
+    model server in a child process; shared by the job and scorer tests (training takes ~20 s)."""
+    from jobworld import build_world
+
+    _, info = kafka_stack
+    s, server = build_world(info["bootstrap_servers"], tmp_path_factory.mktemp("world"))
+    yield s
+    server.stop()

@@ -90,7 +90,10 @@ class Fleet:
         self.interval_ms = int(round(c.interval_s * 1000))
         self.steps = int(c.duration_s * 1000) // self.interval_ms
         start = c.start_ms if c.start_ms is not None else now - self.steps * self.interval_ms
-        self.start_ms = start - start % self.interval_ms
+        # by default on a whole minute, so the first tumbling window is a whole one (a partial
+        # first window holds fewer readings than any other, and models rightly flag it)
+        align = self.interval_ms if c.start_ms is not None else max(self.interval_ms, 60_000)
+        self.start_ms = start - start % align
         self.end_ms = self.start_ms + self.steps * self.interval_ms
 
         level = np.empty(n)

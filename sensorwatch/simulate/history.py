@@ -13,13 +13,23 @@ from sensorwatch.simulate.fleet import Fleet, Label
 from sensorwatch.windows import SensorSeries, aggregate_readings
 
 
-def fleet_history(cfg: SimulatorConfig, window_ms: int) -> tuple[dict[str, SensorSeries], list[Label]]:
-    """All readings of ``cfg``'s fleet, aggregated per sensor, and the ground-truth labels."""
+def fleet_history(cfg: SimulatorConfig, window_ms: int, loss_rate: float = 0.0,
+                  ) -> tuple[dict[str, SensorSeries], list[Label]]:
+    """All readings of ``cfg``'s fleet, aggregated per sensor, and the ground-truth labels.
+
+    ``loss_rate`` drops that share of readings at random, as the live stream loses some to
+    the dead-letter and late topics: without it every tumbling window of the history holds
+    exactly the same number of readings, and a model trained on it flags a window one reading
+    short as an anomaly.
+    """
     fleet = Fleet(cfg)
     blocks = list(fleet.blocks())
     idx = np.concatenate([b.sensor_idx for b in blocks])
     ts = np.concatenate([b.ts for b in blocks])
     val = np.concatenate([b.value for b in blocks])
+    if loss_rate > 0:
+        keep = np.random.default_rng(cfg.seed + 7).uniform(0, 1, idx.size) >= loss_rate
+        idx, ts, val = idx[keep], ts[keep], val[keep]
     names = np.asarray(fleet.sensors, dtype=object)[idx]
     return aggregate_readings(names, ts, val, window_ms), fleet.labels
 

@@ -154,7 +154,7 @@ def simulate(
             continue
         if sim.realtime:
             # pace: the block's send time maps onto wall time since the start
-            due = (int(block.emit_ts[-1]) - fleet.start_ms) / 1000.0 - (time.time() * 1000 - wall0_ms) / 1000.0
+            due = (int(block.emit_ts[-1]) - fleet.start_ms) / 1000.0 / sim.speed - (time.time() * 1000 - wall0_ms) / 1000.0
             if due > 0:
                 time.sleep(due)
         payloads = _payloads(fleet, block)

@@ -1,0 +1,183 @@
+"""The embedded default, piece by piece: what ``sensorwatch demo``, the end-to-end tests and
+``bench/pipeline.py`` put together (local Kafka, local model server, training on simulated
+history, the job on a Flink mini-cluster, the simulator).
+
+Each helper does one thing with real parts; none of them fakes another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sensorwatch.config import Settings, SimulatorConfig
+
+
+def history_config(sim: SimulatorConfig, live_start_ms: int, hours: float = 2.0) -> SimulatorConfig:
+    """The same fleet (seed, devices, tags) over ``hours`` before ``live_start_ms``, without
+    injected anomalies: the clean history the demo's models learn "normal" from."""
+    h = sim.model_copy(deep=True)
+    h.duration_s = hours * 3600.0
+    h.start_ms = live_start_ms - int(h.duration_s * 1000)
+    h.anomaly_rate_per_hour = 0.0
+    h.late_rate = h.malformed_rate = h.out_of_order_rate = 0.0
+    h.labels_file = None
+    return h
+
+
+def train_on_history(settings: Settings, live_start_ms: int, hours: float = 2.0, progress: bool = False,
+                     keep: Callable[[str], bool] | None = None) -> dict:
+    """Train and publish one model per simulated sensor (those ``keep`` accepts) on clean
+    history; the summary."""
+    from sensorwatch.simulate.history import fleet_history
+    from training.trainer import summary, train_fleet
+
+    sim = settings.simulator
+    # the live stream loses readings to dead letters and lateness (and shifts a few across
+    # windows): the history must show the model such windows as normal
+    loss = max(0.002, sim.late_rate + sim.malformed_rate + sim.out_of_order_rate / 10)
+    series, _ = fleet_history(history_config(sim, live_start_ms, hours), int(settings.job.window_s * 1000), loss)
+    if keep is not None:
+        series = {k: v for k, v in series.items() if keep(k)}
+    return summary(train_fleet(series, settings, progress=progress, plots=False))
+
+
+class ModelServerProcess:
+    """``sensorwatch serve`` as a child process (TensorFlow stays out of the job's process)."""
+
+    def __init__(self, settings: Settings, log_file: Path, config_file: Path | None = None):
+        self.settings = settings
+        self.log_file = log_file
+        self.config_file = config_file
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> "ModelServerProcess":
+        import grpc
+
+        sv = self.settings.serving
+        cmd = [sys.executable, "-m", "sensorwatch.cli"]
+        if self.config_file:
+            cmd += ["--config", str(self.config_file)]
+        cmd += ["serve", "--", "--port", str(sv.port), "--model_config_file", str(sv.config_file),
+                "--model_config_file_poll_wait_seconds", str(sv.poll_wait_s),
+                "--file_system_poll_wait_seconds", str(sv.poll_wait_s)]
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        channel = grpc.insecure_channel(sv.target)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"model server exited with {self.proc.returncode}; see {self.log_file}")
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=1.0)
+                    return self
+                except grpc.FutureTimeoutError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"model server not ready after {timeout_s} s; see {self.log_file}")
+        finally:
+            channel.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_models_loaded(settings: Settings, models: list[str], timeout_s: float = 120.0) -> None:
+    """Block until the server reports every model AVAILABLE (it polls models.config)."""
+    import grpc
+
+    from serving.client import ClientConfig, ScoringClient
+
+    client = ScoringClient(ClientConfig.from_settings(settings.serving))
+    deadline = time.monotonic() + timeout_s
+    try:
+        for m in models:
+            while True:
+                try:
+                    if any(s.state == 30 for s in client.status(m, None)):  # AVAILABLE
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"model {m} not AVAILABLE after {timeout_s} s")
+                time.sleep(0.2)
+    finally:
+        client.close()
+
+
+def flush_watermark(settings: Settings, event_ts_ms: int) -> int:
+    """Send one valid reading (sensor ``watermark/flush``) to every partition of the readings topic
+    at ``event_ts_ms``, so every partition's watermark passes the windows before it: at the end of
+    a finite stream, the last windows close. Returns the number sent (they are readings, and
+    reconcile as such)."""
+    from sensorwatch.kafka_clients import producer
+
+    p = producer(settings.kafka, acks="all")
+    try:
+        parts = sorted(p.partitions_for(settings.kafka.topics.readings))
+        for part in parts:
+            value = json.dumps({"device": "watermark", "tag": "flush", "ts": event_ts_ms, "value": 0.0})
+            p.send(settings.kafka.topics.readings, value.encode(), key=b"watermark", partition=part,
+                   timestamp_ms=min(event_ts_ms, int(time.time() * 1000)))
+        p.flush(30)
+        return len(parts)
+    finally:
+        p.close()
+
+
+def consume(settings: Settings, topic: str | list[str], stop: Callable[[list[dict]], bool], timeout_s: float,
+            on_record: Callable[[dict, Any], None] | None = None) -> list[dict]:
+    """JSON records of ``topic`` (or topics) from the beginning until ``stop(records)`` or
+    ``timeout_s``; ``on_record(record, message)`` sees each as it comes."""
+    from sensorwatch.kafka_clients import consumer
+
+    topics = [topic] if isinstance(topic, str) else list(topic)
+    c = consumer(settings.kafka, *topics, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                 isolation_level="read_committed")
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not stop(out):
+            for msgs in c.poll(timeout_ms=200).values():
+                for m in msgs:
+                    rec = json.loads(m.value)
+                    rec["_kafka_ts"] = m.timestamp
+                    out.append(rec)
+                    if on_record is not None:
+                        on_record(rec, m)
+    finally:
+        c.close()
+    return out
+
+
+def tail(settings: Settings, topic: str, from_beginning: bool = False) -> Iterator[dict]:
+    """Follow ``topic`` for ever: one JSON record at a time (``sensorwatch tail``)."""
+    from sensorwatch.kafka_clients import consumer
+
+    c = consumer(settings.kafka, topic, group_id=None, enable_auto_commit=False,
+                 auto_offset_reset="earliest" if from_beginning else "latest", isolation_level="read_committed")
+    try:
+        while True:
+            for msgs in c.poll(timeout_ms=500).values():
+                for m in msgs:
+                    yield json.loads(m.value)
+    finally:
+        c.close()
