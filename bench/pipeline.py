@@ -1,0 +1,193 @@
+"""The whole pipeline on 1,000 sensors: sustained readings/s, and latency from window close to
+the record in Kafka, against the raw Kafka consume rate of the same topic, in one run.
+
+1. Train packed models for the fleet on clean history; start the model server and a broker.
+2. Preload the readings topic with ``--minutes`` of event time (1 reading/s/sensor).
+3. ``kafka_consume_per_s``: one librdkafka consumer reads that whole topic, doing nothing else.
+4. ``readings_per_s``: the job (Flink mini-cluster, every score published) starts on the
+   backlog. Every count window it scores lands in the scores or anomalies topic; the rate of
+   those records between 30 % and 95 % of the total (past the JIT warm-up), times the mean
+   readings per window, is the sustained end-to-end rate. All windows must arrive.
+5. ``p50/p99_latency_s``: a second job on fresh topics while the fleet is paced at
+   ``--paced-rate`` readings/s; for every scored window, the Kafka timestamp of its record
+   minus the wall time its tumbling window fired (``window_closed_ts``): what the job adds
+   once the watermark has closed a window.
+
+The measuring consumers count bytes and parse only after the clock stops, so they take little
+of the two cores the job needs. Ends with one JSON line of the figures.
+Usage: ``.venv/bin/python bench/pipeline.py [--minutes 60]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs import local  # noqa: E402
+from jobs.pipeline import run  # noqa: E402
+from sensorwatch.config import Settings  # noqa: E402
+from sensorwatch.simulate import Fleet, simulate  # noqa: E402
+from sensorwatch.simulate.publish import confluent_options  # noqa: E402
+from sensorwatch.stack import LocalStack  # noqa: E402
+from sensorwatch.stack.kafka_broker import free_port  # noqa: E402
+from sensorwatch.stack.topics import ensure_topics  # noqa: E402
+
+
+def _consumer(s: Settings, topics: list[str]):
+    from confluent_kafka import Consumer
+
+    c = Consumer({**confluent_options(s.kafka), "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": "read_committed"})
+    c.subscribe(topics)
+    return c
+
+
+def raw_consume_rate(s: Settings, expected: int) -> float:
+    """Records/s of one consumer reading the readings topic from the start."""
+    c = _consumer(s, [s.kafka.topics.readings])
+    n, t0 = 0, None
+    deadline = time.monotonic() + 600
+    while n < expected and time.monotonic() < deadline:
+        msgs = c.consume(10_000, timeout=1.0)
+        if msgs and t0 is None:
+            t0 = time.monotonic()
+        n += sum(1 for m in msgs if m.error() is None)
+    rate = n / (time.monotonic() - t0)
+    c.close()
+    return rate
+
+
+def collect(s: Settings, topics: list[str], quiet_s: float, max_s: float, keep: bool = False):
+    """(arrival times with running counts, raw values) of ``topics`` until ``quiet_s`` without news."""
+    c = _consumer(s, topics)
+    progress: list[tuple[float, int]] = []
+    kept: list[tuple[bytes, int]] = []
+    n, last, t_end = 0, time.monotonic(), time.monotonic() + max_s
+    try:
+        while time.monotonic() < t_end and (n == 0 or time.monotonic() - last < quiet_s):
+            msgs = [m for m in c.consume(10_000, timeout=0.5) if m.error() is None]
+            if msgs:
+                n += len(msgs)
+                last = time.monotonic()
+                progress.append((last, n))
+                if keep:
+                    kept.extend((m.value(), m.timestamp()[1]) for m in msgs)
+    finally:
+        c.close()
+    return progress, kept
+
+
+def steady_rate(progress: list[tuple[float, int]], lo: float = 0.3, hi: float = 0.95) -> float:
+    """Records/s between ``lo`` and ``hi`` of the final count."""
+    total = progress[-1][1]
+    t_lo = next(t for t, n in progress if n >= lo * total)
+    n_lo = next(n for t, n in progress if n >= lo * total)
+    t_hi = next(t for t, n in progress if n >= hi * total)
+    n_hi = next(n for t, n in progress if n >= hi * total)
+    return (n_hi - n_lo) / (t_hi - t_lo)
+
+
+def fresh_topics(s: Settings) -> Settings:
+    s = s.model_copy(deep=True)
+    suffix = uuid.uuid4().hex[:6]
+    for name in type(s.kafka.topics).model_fields:
+        setattr(s.kafka.topics, name, f"bench.{name}.{suffix}")
+    s.job.group_id = f"bench-{suffix}"
+    s.job.start_from = "earliest"
+    s.job.emit_scores = True
+    ensure_topics(s.kafka, s.stack.message_max_bytes)
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=334, help="x 3 tags = sensors")
+    ap.add_argument("--minutes", type=float, default=60.0, help="event time preloaded for the throughput run")
+    ap.add_argument("--paced-rate", type=float, default=20_000.0, help="readings/s of the latency run")
+    ap.add_argument("--paced-s", type=float, default=60.0, help="wall seconds of the latency run")
+    ap.add_argument("--work", default=".sensorwatch/bench-pipeline")
+    args = ap.parse_args()
+
+    work = Path(args.work)
+    s = Settings()
+    s.stack.work_dir, s.stack.kafka_port, s.stack.controller_port = work / "stack", 0, 0
+    port = free_port()
+    s.serving.port, s.serving.target, s.serving.model_base_path = port, f"127.0.0.1:{port}", work / "models"
+    s.serving.layout, s.serving.poll_wait_s = "packed", 0.5
+    s.simulator.devices, s.simulator.anomaly_rate_per_hour = args.devices, 2.0
+    s.training.epochs, s.training.plots = 5, False
+    stack = LocalStack(s)
+    s.kafka.bootstrap_servers = stack.up()["bootstrap_servers"]
+    server = None
+    try:
+        s.simulator.duration_s = args.minutes * 60
+        fleet = Fleet(s.simulator)
+        n_sensors = len(fleet.sensors)
+        t = time.monotonic()
+        out = local.train_on_history(s, fleet.start_ms, hours=1.0)
+        print(f"trained {out['trained']} sensors in {time.monotonic() - t:.0f} s", flush=True)
+        server = local.ModelServerProcess(s, work / "server.log").start()
+
+        # throughput on a backlog
+        a = fresh_topics(s)
+        stats = simulate(a.simulator, a.kafka, fleet=fleet)
+        local.flush_watermark(a, fleet.end_ms + 120_000)
+        total = stats.readings
+        kafka_rate = raw_consume_rate(a, total)
+        print(f"preloaded {total:,} readings; raw consume {kafka_rate:,.0f}/s", flush=True)
+        job = run(a, detached=True)
+        progress, _ = collect(a, [a.kafka.topics.scores, a.kafka.topics.anomalies], quiet_s=20, max_s=1200)
+        job.cancel().result()
+        windows = progress[-1][1]
+        expected = n_sensors * (int(args.minutes * 60 / s.job.window_s) - s.job.seq_len + 1)
+        readings_per_window = total / (windows + n_sensors * (s.job.seq_len - 1))
+        readings_rate = steady_rate(progress) * readings_per_window
+        print(f"scored {windows:,} windows (about {expected:,} expected); "
+              f"job throughput {readings_rate:,.0f} readings/s", flush=True)
+
+        # latency under a paced load
+        b = fresh_topics(s)
+        b.simulator.realtime, b.simulator.speed = True, args.paced_rate / n_sensors
+        b.simulator.duration_s = args.paced_s * b.simulator.speed
+        b.simulator.start_ms = None
+        b.simulator.out_of_order_rate = 0.0
+        b.job.out_of_orderness_ms = 500
+        paced_fleet = Fleet(b.simulator)
+        job = run(b, detached=True)
+        time.sleep(10)
+        pstats = simulate(b.simulator, b.kafka, fleet=paced_fleet)
+        _, kept = collect(b, [b.kafka.topics.scores, b.kafka.topics.anomalies], quiet_s=5, max_s=60, keep=True)
+        job.cancel().result()
+        lat = np.array([ts - json.loads(v)["window_closed_ts"] for v, ts in kept]) / 1000.0
+        figures = {
+            "sensors": n_sensors,
+            "readings_per_s": round(readings_rate),
+            "kafka_consume_per_s": round(kafka_rate),
+            "ratio": round(readings_rate / kafka_rate, 3),
+            "backlog_readings": total,
+            "backlog_windows_scored": windows,
+            "paced_readings_per_s": round(pstats.readings_per_s),
+            "paced_windows_scored": int(lat.size),
+            "p50_latency_s": round(float(np.percentile(lat, 50)), 3),
+            "p99_latency_s": round(float(np.percentile(lat, 99)), 3),
+            "max_latency_s": round(float(lat.max()), 3),
+        }
+    finally:
+        if server is not None:
+            server.stop()
+        stack.down()
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
