@@ -38,7 +38,6 @@ from sensorwatch.simulate import Fleet, simulate  # noqa: E402
 from sensorwatch.simulate.publish import confluent_options  # noqa: E402
 from sensorwatch.stack import LocalStack  # noqa: E402
 from sensorwatch.stack.kafka_broker import free_port  # noqa: E402
-from sensorwatch.stack.topics import ensure_topics  # noqa: E402
 
 
 def _consumer(s: Settings, topics: list[str]):
@@ -96,15 +95,11 @@ def steady_rate(progress: list[tuple[float, int]], lo: float = 0.3, hi: float = 
     return (n_hi - n_lo) / (t_hi - t_lo)
 
 
-def fresh_topics(s: Settings) -> Settings:
-    s = s.model_copy(deep=True)
-    suffix = uuid.uuid4().hex[:6]
-    for name in type(s.kafka.topics).model_fields:
-        setattr(s.kafka.topics, name, f"bench.{name}.{suffix}")
-    s.job.group_id = f"bench-{suffix}"
+def bench_topics(s: Settings) -> Settings:
+    """Fresh topics, read from the start, every score published (so every window is counted)."""
+    s = local.fresh_topics(s, "bench")
     s.job.start_from = "earliest"
     s.job.emit_scores = True
-    ensure_topics(s.kafka, s.stack.message_max_bytes)
     return s
 
 
@@ -138,7 +133,7 @@ def main() -> int:
         server = local.ModelServerProcess(s, work / "server.log").start()
 
         # throughput on a backlog
-        a = fresh_topics(s)
+        a = bench_topics(s)
         stats = simulate(a.simulator, a.kafka, fleet=fleet)
         local.flush_watermark(a, fleet.end_ms + 120_000)
         total = stats.readings
@@ -155,7 +150,7 @@ def main() -> int:
               f"job throughput {readings_rate:,.0f} readings/s", flush=True)
 
         # latency under a paced load
-        b = fresh_topics(s)
+        b = bench_topics(s)
         b.simulator.realtime, b.simulator.speed = True, args.paced_rate / n_sensors
         b.simulator.duration_s = args.paced_s * b.simulator.speed
         b.simulator.start_ms = None

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -45,6 +46,20 @@ def train_on_history(settings: Settings, live_start_ms: int, hours: float = 2.0,
     if keep is not None:
         series = {k: v for k, v in series.items() if keep(k)}
     return summary(train_fleet(series, settings, progress=progress, plots=False))
+
+
+def fresh_topics(s: Settings, prefix: str = "sensorwatch") -> Settings:
+    """A copy of ``s`` with every topic and the job's consumer group renamed to a new, unique
+    name, the topics created: one run's records never mix with another's on a shared broker."""
+    from sensorwatch.stack.topics import ensure_topics
+
+    s = s.model_copy(deep=True)
+    suffix = uuid.uuid4().hex[:8]
+    for name in type(s.kafka.topics).model_fields:
+        setattr(s.kafka.topics, name, f"{prefix}.{name}.{suffix}")
+    s.job.group_id = f"{prefix}-job-{suffix}"
+    ensure_topics(s.kafka, s.stack.message_max_bytes)
+    return s
 
 
 class ModelServerProcess:

@@ -3,15 +3,14 @@ simulated fleet's clean history, and the real model server as a child process.""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from sensorwatch.config import Settings
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack.kafka_broker import free_port
-from sensorwatch.stack.topics import ensure_topics
 
 from jobs import local
+from jobs.local import fresh_topics  # noqa: F401  (the tests take it from here)
 
 #: a seed whose 30 minutes inject all six anomaly kinds into the trained devices
 SEED = 1
@@ -32,16 +31,6 @@ def world_settings(bootstrap: str, work: Path) -> Settings:
     sim.realtime, sim.speed = True, 60.0
     s.training.epochs, s.training.workers, s.training.plots = 20, 1, False
     s.job.checkpoint_interval_ms = 2000
-    return s
-
-
-def fresh_topics(s: Settings) -> Settings:
-    s = s.model_copy(deep=True)
-    suffix = uuid.uuid4().hex[:8]
-    for name in type(s.kafka.topics).model_fields:
-        setattr(s.kafka.topics, name, f"sensorwatch.{name}.{suffix}")
-    s.job.group_id = f"sensorwatch-job-{suffix}"
-    ensure_topics(s.kafka, s.stack.message_max_bytes)
     return s
 
 
