@@ -20,7 +20,7 @@ public class ParseReading extends ScalarFunction {
     public @DataTypeHint("ROW<device STRING, tag STRING, ts BIGINT, val DOUBLE, reason STRING>") Row eval(
             String payload, Long kafkaTs, Long maxPastMs, Long maxFutureMs, Integer maxBytes, Double maxAbs) {
         ReadingParser.Result r =
-                ReadingParser.parse(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbs);
+                ReadingParser.parseMemo(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbs);
         return Row.of(r.device, r.tag, r.ts, r.value, r.reason);
     }
 

@@ -19,7 +19,7 @@ public class ReadingTime extends ScalarFunction {
     public Long eval(
             String payload, Long kafkaTs, Long maxPastMs, Long maxFutureMs, Integer maxBytes, Double maxAbs) {
         ReadingParser.Result r =
-                ReadingParser.parse(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbs);
+                ReadingParser.parseMemo(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbs);
         return r.reason == null ? r.ts : (kafkaTs == null ? Long.valueOf(0L) : kafkaTs);
     }
 
