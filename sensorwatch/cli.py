@@ -41,6 +41,18 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the configured topics on the configured Kafka (any cluster, not only the local one)."""
+    from sensorwatch.stack.topics import describe_topics, ensure_topics
+
+    created = ensure_topics(settings.kafka, settings.stack.message_max_bytes)
+    present = describe_topics(settings.kafka)
+    missing = sorted(set(settings.kafka.topics.all()) - set(present))
+    _print({"bootstrap_servers": settings.kafka.bootstrap_servers, "created": created, "partitions": present,
+            "missing": missing})
+    return 1 if missing else 0
+
+
 def cmd_jars(args: argparse.Namespace, settings: Settings) -> int:
     from sensorwatch import jars
 
@@ -352,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "with sensorwatch's topics. Data and logs under stack.work_dir.")
     s.add_argument("action", choices=["up", "down", "status"])
     _COMMANDS["stack"] = cmd_stack
+
+    s = sub.add_parser("topics", help="create sensorwatch's topics on the configured Kafka (idempotent)",
+                       description="Creates every topic of kafka.topics that does not exist yet, with "
+                       "kafka.partitions, kafka.replication_factor and max.message.bytes = stack.message_max_bytes; "
+                       "exits 1 if any is still missing.")
+    _COMMANDS["topics"] = cmd_topics
 
     s = sub.add_parser("jars", help="fetch the JVM jars (Kafka broker, Flink connector, UDFs) with Maven",
                        description="Runs Maven on jvm/pom.xml once; later runs download nothing.")

@@ -47,8 +47,10 @@ def fetch(quiet: bool = True) -> Path:
     """Run Maven if the cache is stale; return the cache folder. Idempotent."""
     out = jars_dir()
     if not JVM_DIR.is_dir():
-        if (out / "kafka").is_dir() and (out / "flink").is_dir():
-            return out  # an installed copy with a prepared cache (the Docker images)
+        if (out / "flink").is_dir() or (out / "kafka").is_dir():
+            # an installed copy with a prepared cache: the Flink image carries only flink/;
+            # kafka_classpath() and flink_jars() still say which jars are missing, by name
+            return out
         raise JarsMissing(f"no jvm/ sources next to the package and no jars in {out}")
     if up_to_date():
         return out

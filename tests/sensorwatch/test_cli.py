@@ -33,3 +33,30 @@ def test_stack_status_reports_not_running(tmp_path):
     r = _run("stack", "status", env={"SENSORWATCH__STACK__WORK_DIR": str(tmp_path), "PATH": ""})
     assert r.returncode == 3
     assert '"running": false' in r.stdout
+
+
+def test_topics_creates_every_configured_topic_on_an_existing_broker(kafka_stack):
+    """`sensorwatch topics` is how the compose cluster initialises Kafka: run it twice on the real
+    broker with fresh topic names; the first run creates all, the second none, both exit 0."""
+    import json
+    import os
+    import uuid
+
+    from sensorwatch.config import Settings
+
+    _, info = kafka_stack
+    suffix = uuid.uuid4().hex[:8]
+    env = dict(os.environ, SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=info["bootstrap_servers"],
+               SENSORWATCH__KAFKA__PARTITIONS="3")
+    names = {}
+    for name in type(Settings().kafka.topics).model_fields:
+        names[name] = f"cli.{name}.{suffix}"
+        env[f"SENSORWATCH__KAFKA__TOPICS__{name.upper()}"] = names[name]
+    first = _run("topics", env=env)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout)
+    assert sorted(out["created"]) == sorted(names.values())
+    assert out["partitions"] == {n: 3 for n in names.values()} and out["missing"] == []
+    again = _run("topics", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["created"] == []
