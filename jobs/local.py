@@ -81,11 +81,16 @@ class ModelServerProcess:
         cmd += ["serve", "--", "--port", str(sv.port), "--model_config_file", str(sv.config_file),
                 "--model_config_file_poll_wait_seconds", str(sv.poll_wait_s),
                 "--file_system_poll_wait_seconds", str(sv.poll_wait_s)]
+        if sv.tls_cert and sv.tls_key:  # the same certificate and key the client's tls_ca trusts
+            cmd += ["--ssl_cert", str(sv.tls_cert), "--ssl_key", str(sv.tls_key)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        channel = grpc.insecure_channel(sv.target)
+        if sv.tls_ca:
+            channel = grpc.secure_channel(sv.target, grpc.ssl_channel_credentials(Path(sv.tls_ca).read_bytes()))
+        else:
+            channel = grpc.insecure_channel(sv.target)
         deadline = time.monotonic() + timeout_s
         try:
             while True:

@@ -81,6 +81,9 @@ def _sink_options(s: Settings, topic: str, name: str, value_format: str) -> dict
         "value.format": value_format,
         "value.fields-include": "EXCEPT_KEY",
         "sink.delivery-guarantee": job.delivery,
+        # records up to the topics' limit (stack.message_max_bytes), not the client's 1 MB default:
+        # a record the producer refuses fails the job, and a restart would only refuse it again
+        "properties.max.request.size": str(s.stack.message_max_bytes),
     }
     if job.delivery == "exactly-once":
         opts["sink.transactional-id-prefix"] = f"{job.group_id}-{name}"
@@ -128,7 +131,8 @@ def statements(s: Settings) -> dict[str, list[str]]:
   WATERMARK FOR rt AS rt - {_interval(job.out_of_orderness_ms)}
 ) {_with(source)}""",
         f"""CREATE TEMPORARY TABLE dead_letters_out (
-  k STRING, reason STRING, payload STRING, topic STRING, `partition` INT, `offset` BIGINT, kafka_ts BIGINT
+  k STRING, reason STRING, payload STRING, payload_truncated BOOLEAN, payload_chars INT, topic STRING,
+  `partition` INT, `offset` BIGINT, kafka_ts BIGINT
 ) {_with(_sink_options(s, t.dead_letters, 'dead-letters', 'json'))}""",
         f"""CREATE TEMPORARY TABLE late_out (
   k STRING, sensor STRING, ts BIGINT, `value` DOUBLE, `watermark` BIGINT, payload STRING, topic STRING,
@@ -143,6 +147,7 @@ def statements(s: Settings) -> dict[str, list[str]]:
           for name, topic in (("anomalies", t.anomalies), ("scores", t.scores), ("no_model", t.no_model))),
     ]
     src = _q(t.readings)
+    cut = v.dead_letter_payload_chars
     views = [
         f"""CREATE TEMPORARY VIEW parsed AS
 SELECT parse_reading(payload, kafka_ts, {limits}) AS r, payload, kafka_ts, kafka_partition, kafka_offset, rt
@@ -184,7 +189,10 @@ GROUP BY shard, window_start, window_end""",
     inserts = [
         f"""INSERT INTO dead_letters_out
 SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),
-  tally('invalid', r.reason), payload, {src}, kafka_partition, kafka_offset, epoch_ms(kafka_ts)
+  tally('invalid', r.reason),
+  CASE WHEN CHAR_LENGTH(payload) > {cut} THEN SUBSTRING(payload, 1, {cut}) ELSE payload END,
+  COALESCE(CHAR_LENGTH(payload) > {cut}, FALSE), CHAR_LENGTH(payload),
+  {src}, kafka_partition, kafka_offset, epoch_ms(kafka_ts)
 FROM parsed WHERE r.reason IS NOT NULL""",
         f"""INSERT INTO late_out
 SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),

@@ -171,6 +171,8 @@ class ValidationConfig(_Section):
     """larger |value| is dead-lettered (bad_value)"""
     max_past_ms: int = Field(7 * 24 * 3600 * 1000, ge=0, description="ts may lag the Kafka record time by this")
     max_future_ms: int = Field(5 * 60 * 1000, ge=0, description="ts may lead the Kafka record time by this")
+    dead_letter_payload_chars: int = Field(65536, ge=1024)
+    """dead letters carry the payload whole up to this many characters; a longer one is cut to its head with payload_truncated and payload_chars (the original stays in the readings topic at its partition/offset), so no dead letter can exceed a Kafka record limit and stop the job"""
 
 
 class JobConfig(_Section):

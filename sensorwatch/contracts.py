@@ -268,11 +268,18 @@ def anomaly_record(
 
 
 def dead_letter_record(
-    reason: str, payload: str | None, topic: str, partition: int | None, offset: int | None, kafka_ts: int | None
+    reason: str, payload: str | None, topic: str, partition: int | None, offset: int | None, kafka_ts: int | None,
+    max_payload_chars: int = 65536,
 ) -> dict[str, Any]:
+    """The dead-letter contract (the job writes the same in SQL): the payload whole up to
+    ``max_payload_chars`` (``job.validation.dead_letter_payload_chars``), else its head; the
+    original stays addressable in its topic at ``partition``/``offset``."""
+    cut = payload is not None and len(payload) > max_payload_chars
     return {
         "reason": reason,
-        "payload": payload,
+        "payload": payload[:max_payload_chars] if cut else payload,
+        "payload_truncated": cut,
+        "payload_chars": None if payload is None else len(payload),
         "topic": topic,
         "partition": partition,
         "offset": offset,

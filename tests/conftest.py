@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -48,3 +50,15 @@ def world(kafka_stack, tmp_path_factory):
     s, server = build_world(info["bootstrap_servers"], tmp_path_factory.mktemp("world"))
     yield s
     server.stop()
+
+
+@pytest.fixture
+def cert(tmp_path):
+    """A self-signed certificate for localhost and 127.0.0.1, made by openssl: (crt, key)."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make the test certificate"
+    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True)
+    return crt, key

@@ -1,7 +1,5 @@
 """TLS between the client (the job's) and the model server, with a self-signed certificate."""
 
-import shutil
-import subprocess
 
 import grpc
 import numpy as np
@@ -10,17 +8,6 @@ from savedmodels import S
 
 from serving.client import ClientConfig, ScoringClient
 from serving.server import ModelServer
-
-
-@pytest.fixture
-def cert(tmp_path):
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl is needed to make the test certificate"
-    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True)
-    return crt, key
 
 
 def test_tls_round_trip_and_plaintext_refused(repo, cert):

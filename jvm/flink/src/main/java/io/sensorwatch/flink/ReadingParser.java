@@ -145,6 +145,12 @@ public final class ReadingParser {
                 return Result.reject("empty", "payload is empty");
             }
             if (first != JsonToken.START_OBJECT) {
+                // syntax before shape, as the Python mirror (json.loads first): "[1,2" is
+                // malformed JSON, "[1,2]" a JSON array
+                p.skipChildren();
+                if (p.nextToken() != null) {
+                    return Result.reject("malformed_json", "trailing data after the " + kind(first));
+                }
                 return Result.reject("not_object", "payload is a JSON " + kind(first) + ", not an object");
             }
             boolean hasTs = false;
