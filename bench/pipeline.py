@@ -4,14 +4,17 @@ the record in Kafka, against the raw Kafka consume rate of the same topic, in on
 1. Train packed models for the fleet on clean history; start the model server and a broker.
 2. Preload the readings topic with ``--minutes`` of event time (1 reading/s/sensor).
 3. ``kafka_consume_per_s``: one librdkafka consumer reads that whole topic, doing nothing else.
-4. ``readings_per_s``: the job (Flink mini-cluster, every score published) starts on the
-   backlog. Every count window it scores lands in the scores or anomalies topic; the rate of
-   those records between 30 % and 95 % of the total (past the JIT warm-up), times the mean
-   readings per window, is the sustained end-to-end rate. All windows must arrive.
-5. ``p50/p99_latency_s``: a second job on fresh topics while the fleet is paced at
-   ``--paced-rate`` readings/s; for every scored window, the Kafka timestamp of its record
-   minus the wall time its tumbling window fired (``window_closed_ts``): what the job adds
-   once the watermark has closed a window.
+4. ``all_scores_readings_per_s``: the job (Flink mini-cluster, every score published) starts
+   on the backlog. Every count window it scores lands in the scores or anomalies topic; the
+   rate of those records between 30 % and 95 % of the total (past the JIT warm-up), times the
+   mean readings per window, is the sustained end-to-end rate. All windows must arrive.
+   ``readings_per_s``: the same backlog through the job with its default configuration
+   (anomaly records only), its progress read from the ``windows_scored`` metric (Flink REST).
+5. ``p50/p99_latency_s``: the job with its default configuration (anomaly records only) on
+   fresh topics while the fleet is paced at ``--paced-rate`` readings/s; for every anomaly
+   record, its Kafka timestamp minus the wall time its last tumbling window fired
+   (``window_closed_ts``): what the job adds once the watermark has closed a window. The
+   ``all_scores_*`` figures repeat that with every score published (every window a record).
 
 The measuring consumers count bytes and parse only after the clock stops, so they take little
 of the two cores the job needs. Ends with one JSON line of the figures.
@@ -32,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs import local  # noqa: E402
+from jobs.metrics import job_metrics  # noqa: E402
 from jobs.pipeline import run  # noqa: E402
 from sensorwatch.config import Settings  # noqa: E402
 from sensorwatch.simulate import Fleet, simulate  # noqa: E402
@@ -103,6 +107,58 @@ def bench_topics(s: Settings) -> Settings:
     return s
 
 
+def paced_latency(s: Settings, args, n_sensors: int, emit_scores: bool) -> dict:
+    """The fleet paced at ``--paced-rate`` readings/s on fresh topics; for each record in the
+    anomalies topic (and the scores topic, with ``emit_scores``): its Kafka timestamp minus the
+    wall time its last tumbling window fired."""
+    b = bench_topics(s)
+    b.job.emit_scores = emit_scores
+    b.simulator.realtime, b.simulator.speed = True, args.paced_rate / n_sensors
+    b.simulator.duration_s = args.paced_s * b.simulator.speed
+    b.simulator.start_ms = None
+    b.simulator.out_of_order_rate = 0.0
+    b.job.out_of_orderness_ms = 500
+    fleet = Fleet(b.simulator)
+    job = run(b, detached=True)
+    time.sleep(10)
+    stats = simulate(b.simulator, b.kafka, fleet=fleet)
+    topics = [b.kafka.topics.anomalies] + ([b.kafka.topics.scores] if emit_scores else [])
+    _, kept = collect(b, topics, quiet_s=8, max_s=60, keep=True)
+    job.cancel().result()
+    lat = np.array([ts - json.loads(v)["window_closed_ts"] for v, ts in kept]) / 1000.0
+    return {"readings_per_s": round(stats.readings_per_s), "records": int(lat.size),
+            "p50_s": round(float(np.percentile(lat, 50)), 3), "p99_s": round(float(np.percentile(lat, 99)), 3),
+            "max_s": round(float(lat.max()), 3)}
+
+
+def default_config_rate(a: Settings, windows: int, max_s: float = 1200) -> list[tuple[float, int]]:
+    """The job with its default configuration (anomaly records only) on the same preloaded
+    readings, fresh output topics: progress of its ``windows_scored`` metric (Flink REST)."""
+    c = local.fresh_topics(a, "bench")
+    c.kafka.topics.readings = a.kafka.topics.readings
+    c.job.start_from, c.job.emit_scores = "earliest", False
+    rest = free_port()
+    job = run(c, detached=True, extra_conf={"rest.port": str(rest), "rest.bind-port": str(rest)})
+    progress: list[tuple[float, int]] = []
+    t_end, last_change = time.monotonic() + max_s, time.monotonic()
+    try:
+        while time.monotonic() < t_end and time.monotonic() - last_change < 30:
+            time.sleep(1.0)
+            try:
+                n = int(job_metrics(rest, str(job.get_job_id()), ("sensorwatch.windows_scored",))
+                        .get("sensorwatch.windows_scored", 0))
+            except OSError:
+                continue  # the REST endpoint is not up yet
+            if not progress or n != progress[-1][1]:
+                progress.append((time.monotonic(), n))
+                last_change = time.monotonic()
+            if n >= windows:
+                break
+    finally:
+        job.cancel().result()
+    return progress
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=334, help="x 3 tags = sensors")
@@ -148,33 +204,35 @@ def main() -> int:
         readings_rate = steady_rate(progress) * readings_per_window
         print(f"scored {windows:,} windows (about {expected:,} expected); "
               f"job throughput {readings_rate:,.0f} readings/s", flush=True)
+        default_progress = default_config_rate(a, windows)
+        default_rate = steady_rate(default_progress) * readings_per_window
+        print(f"default configuration: {default_progress[-1][1]:,} windows scored; "
+              f"job throughput {default_rate:,.0f} readings/s", flush=True)
 
-        # latency under a paced load
-        b = bench_topics(s)
-        b.simulator.realtime, b.simulator.speed = True, args.paced_rate / n_sensors
-        b.simulator.duration_s = args.paced_s * b.simulator.speed
-        b.simulator.start_ms = None
-        b.simulator.out_of_order_rate = 0.0
-        b.job.out_of_orderness_ms = 500
-        paced_fleet = Fleet(b.simulator)
-        job = run(b, detached=True)
-        time.sleep(10)
-        pstats = simulate(b.simulator, b.kafka, fleet=paced_fleet)
-        _, kept = collect(b, [b.kafka.topics.scores, b.kafka.topics.anomalies], quiet_s=5, max_s=60, keep=True)
-        job.cancel().result()
-        lat = np.array([ts - json.loads(v)["window_closed_ts"] for v, ts in kept]) / 1000.0
+        # latency under a paced load: the default job (anomaly records only), then every score
+        paced = {}
+        for label, emit in (("anomalies", False), ("all_scores", True)):
+            paced[label] = paced_latency(s, args, n_sensors, emit_scores=emit)
+            print(f"paced {label}: {paced[label]}", flush=True)
         figures = {
             "sensors": n_sensors,
-            "readings_per_s": round(readings_rate),
+            "readings_per_s": round(default_rate),
             "kafka_consume_per_s": round(kafka_rate),
-            "ratio": round(readings_rate / kafka_rate, 3),
+            "ratio": round(default_rate / kafka_rate, 3),
+            "default_windows_scored": default_progress[-1][1],
+            "all_scores_readings_per_s": round(readings_rate),
+            "all_scores_ratio": round(readings_rate / kafka_rate, 3),
             "backlog_readings": total,
             "backlog_windows_scored": windows,
-            "paced_readings_per_s": round(pstats.readings_per_s),
-            "paced_windows_scored": int(lat.size),
-            "p50_latency_s": round(float(np.percentile(lat, 50)), 3),
-            "p99_latency_s": round(float(np.percentile(lat, 99)), 3),
-            "max_latency_s": round(float(lat.max()), 3),
+            "paced_readings_per_s": paced["anomalies"]["readings_per_s"],
+            "paced_anomaly_records": paced["anomalies"]["records"],
+            "p50_latency_s": paced["anomalies"]["p50_s"],
+            "p99_latency_s": paced["anomalies"]["p99_s"],
+            "max_latency_s": paced["anomalies"]["max_s"],
+            "all_scores_paced_readings_per_s": paced["all_scores"]["readings_per_s"],
+            "all_scores_windows": paced["all_scores"]["records"],
+            "all_scores_p50_latency_s": paced["all_scores"]["p50_s"],
+            "all_scores_p99_latency_s": paced["all_scores"]["p99_s"],
         }
     finally:
         if server is not None:

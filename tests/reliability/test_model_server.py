@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 
 from jobworld import UNTRAINED, fresh_topics, stream_and_account
 
 from jobs import local
+from jobs.metrics import job_metrics
 from jobs.pipeline import run
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack.kafka_broker import free_port
@@ -36,21 +36,6 @@ def own_server(world, tmp_path):
     s.serving.port, s.serving.target = port, f"127.0.0.1:{port}"
     server = local.ModelServerProcess(s, tmp_path / "server.log").start()
     return s, dst, server
-
-
-def job_metrics(rest_port: int, job_id: str, suffixes: tuple[str, ...]) -> dict[str, float]:
-    """Sum over subtasks of the job's metrics whose names end with ``suffixes`` (Flink REST API)."""
-    base = f"http://127.0.0.1:{rest_port}/jobs/{job_id}"
-    out: dict[str, float] = {}
-    for v in json.load(urllib.request.urlopen(base, timeout=10))["vertices"]:
-        names = [m["id"] for m in json.load(urllib.request.urlopen(f"{base}/vertices/{v['id']}/metrics", timeout=10))]
-        wanted = [n for n in names if n.endswith(suffixes)]
-        if wanted:
-            url = f"{base}/vertices/{v['id']}/metrics?get=" + ",".join(wanted)
-            for m in json.load(urllib.request.urlopen(url, timeout=10)):
-                key = next(sfx for sfx in suffixes if m["id"].endswith(sfx))
-                out[key] = out.get(key, 0.0) + float(m["value"])
-    return out
 
 
 def test_model_server_down_30s_delays_scoring_and_loses_no_window(world, tmp_path):

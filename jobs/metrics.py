@@ -1,0 +1,27 @@
+"""The running job's metrics, read from Flink's REST API (a cluster's, or the mini-cluster's when
+the job runs with ``rest.port`` set): what the scorer counts (``sensorwatch.windows_scored``,
+``outages``, ``outage_ms``, ...) summed over subtasks."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def job_metrics(rest_port: int, job_id: str, suffixes: tuple[str, ...], host: str = "127.0.0.1") -> dict[str, float]:
+    """Sum over subtasks and operators of the job's metrics whose names end with ``suffixes``."""
+    base = f"http://{host}:{rest_port}/jobs/{job_id}"
+    out: dict[str, float] = {}
+    for v in _get(base)["vertices"]:
+        names = [m["id"] for m in _get(f"{base}/vertices/{v['id']}/metrics")]
+        wanted = [n for n in names if n.endswith(suffixes)]
+        if wanted:
+            for m in _get(f"{base}/vertices/{v['id']}/metrics?get=" + ",".join(wanted)):
+                key = next(sfx for sfx in suffixes if m["id"].endswith(sfx))
+                out[key] = out.get(key, 0.0) + float(m["value"])
+    return out
