@@ -74,6 +74,8 @@ class ModelServerProcess:
     def start(self, timeout_s: float = 120.0) -> "ModelServerProcess":
         import grpc
 
+        from serving.client import ClientConfig
+
         sv = self.settings.serving
         cmd = [sys.executable, "-m", "sensorwatch.cli"]
         if self.config_file:
@@ -87,10 +89,8 @@ class ModelServerProcess:
         log = open(self.log_file, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if sv.tls_ca:
-            channel = grpc.secure_channel(sv.target, grpc.ssl_channel_credentials(Path(sv.tls_ca).read_bytes()))
-        else:
-            channel = grpc.insecure_channel(sv.target)
+        creds = ClientConfig.from_settings(sv).credentials()  # TLS exactly as the job's client does it
+        channel = grpc.secure_channel(sv.target, creds) if creds else grpc.insecure_channel(sv.target)
         deadline = time.monotonic() + timeout_s
         try:
             while True:

@@ -40,3 +40,20 @@ def test_reading_round_trips_through_json():
     r = parse_reading('{"device":"d","tag":"t","ts":5,"value":2.5}')
     assert parse_reading(r.to_json()) == r
     assert r.sensor == "d/t"
+
+
+def test_dead_letter_record_keeps_short_payloads_whole_and_cuts_long_ones():
+    import inspect
+
+    from sensorwatch.config import ValidationConfig
+    from sensorwatch.contracts import dead_letter_record
+
+    short = dead_letter_record("bad_ts: x", '{"ts": "x"}', "t", 0, 1, 2, max_payload_chars=1024)
+    assert short["payload"] == '{"ts": "x"}' and short["payload_truncated"] is False and short["payload_chars"] == 11
+    long = dead_letter_record("too_large: x", "é" * 5000, "t", 0, 1, 2, max_payload_chars=1024)
+    assert long["payload"] == "é" * 1024 and long["payload_truncated"] is True and long["payload_chars"] == 5000
+    none = dead_letter_record("empty", None, "t", 0, 1, 2)
+    assert none["payload"] is None and none["payload_truncated"] is False and none["payload_chars"] is None
+    # the mirror's default is the job's (the SQL cut comes from the configuration)
+    default = inspect.signature(dead_letter_record).parameters["max_payload_chars"].default
+    assert default == ValidationConfig().dead_letter_payload_chars
