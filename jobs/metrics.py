@@ -25,3 +25,15 @@ def job_metrics(rest_port: int, job_id: str, suffixes: tuple[str, ...], host: st
                 key = next(sfx for sfx in suffixes if m["id"].endswith(sfx))
                 out[key] = out.get(key, 0.0) + float(m["value"])
     return out
+
+
+def task_metrics(rest_port: int, job_id: str, names: tuple[str, ...] = (
+        "numRecordsIn", "numRecordsOut", "currentInputWatermark"), host: str = "127.0.0.1") -> dict[str, dict[str, str]]:
+    """Task name -> its first subtask's task-level metrics ``names``: where records stop, or a
+    watermark stalls, in a job that does not progress."""
+    base = f"http://{host}:{rest_port}/jobs/{job_id}"
+    out: dict[str, dict[str, str]] = {}
+    for v in _get(base)["vertices"]:
+        got = _get(f"{base}/vertices/{v['id']}/metrics?get=" + ",".join(f"0.{n}" for n in names))
+        out[v["name"]] = {m["id"][2:]: m["value"] for m in got}
+    return out
