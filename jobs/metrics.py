@@ -5,6 +5,7 @@ the job runs with ``rest.port`` set): what the scorer counts (``sensorwatch.wind
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 
@@ -13,8 +14,24 @@ def _get(url: str):
         return json.load(r)
 
 
-def job_metrics(rest_port: int, job_id: str, suffixes: tuple[str, ...], host: str = "127.0.0.1") -> dict[str, float]:
-    """Sum over subtasks and operators of the job's metrics whose names end with ``suffixes``."""
+def job_metrics(rest_port: int, job_id: str, suffixes: tuple[str, ...], host: str = "127.0.0.1",
+                wait_s: float = 0.0) -> dict[str, float]:
+    """Sum over subtasks and operators of the job's metrics whose names end with ``suffixes``.
+
+    Flink's REST API answers from a metric store it refreshes in the background, at most every
+    ``metrics.fetcher.update-interval`` (10 s): the first request after a while can see none of
+    a job's metrics, or not yet one that appeared since. ``wait_s`` asks again, once a second,
+    until every suffix is there or that many seconds have passed.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = _job_metrics_once(rest_port, job_id, suffixes, host)
+        if len(out) == len(suffixes) or time.monotonic() >= deadline:
+            return out
+        time.sleep(1)
+
+
+def _job_metrics_once(rest_port: int, job_id: str, suffixes: tuple[str, ...], host: str) -> dict[str, float]:
     base = f"http://{host}:{rest_port}/jobs/{job_id}"
     out: dict[str, float] = {}
     for v in _get(base)["vertices"]:

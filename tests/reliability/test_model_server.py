@@ -58,7 +58,7 @@ def test_model_server_down_30s_delays_scoring_and_loses_no_window(world, tmp_pat
         chaos.start()
         _, ledger = stream_and_account(s, fleet, lambda: chaos.join(120), outputs_timeout_s=180, quiet_s=15)
         metrics = job_metrics(rest, str(job.get_job_id()), ("sensorwatch.outages", "sensorwatch.outage_ms",
-                                                             "sensorwatch.score_retries"))
+                                                             "sensorwatch.score_retries"), wait_s=30)
         status = job.get_job_status().result()
     finally:
         job.cancel().result()
