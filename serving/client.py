@@ -27,6 +27,18 @@ OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_messag
            ("grpc.keepalive_time_ms", 30_000)]
 
 
+def channel_options(cfg: "ClientConfig") -> list[tuple[str, int]]:
+    """:data:`OPTIONS` plus reconnect backoff bounded by the client's own retry backoff.
+
+    gRPC's default reconnect backoff grows to 120 s: after a 30 s outage the channel could sit
+    out its next attempt for tens of seconds with the server already back, every call failing
+    UNAVAILABLE meanwhile. Capped at ``backoff_max_s``, scoring resumes within that of the
+    server's return (the model-server outage test once waited 40 s past it).
+    """
+    return OPTIONS + [("grpc.initial_reconnect_backoff_ms", max(1, int(cfg.backoff_initial_s * 1000))),
+                      ("grpc.max_reconnect_backoff_ms", max(1, int(cfg.backoff_max_s * 1000)))]
+
+
 @dataclass
 class ScoreResult:
     """What a sensorwatch model returns for a batch of windows, and which version said it."""
@@ -127,8 +139,8 @@ class ScoringClient:
     def __init__(self, cfg: ClientConfig):
         self.cfg = cfg
         creds = cfg.credentials()
-        self.channel = (grpc.secure_channel(cfg.target, creds, options=OPTIONS) if creds
-                        else grpc.insecure_channel(cfg.target, options=OPTIONS))
+        self.channel = (grpc.secure_channel(cfg.target, creds, options=channel_options(cfg)) if creds
+                        else grpc.insecure_channel(cfg.target, options=channel_options(cfg)))
         self.predict_stub = pb.prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_stub = pb.model_service_pb2_grpc.ModelServiceStub(self.channel)
 
@@ -196,8 +208,8 @@ class AsyncScoringClient:
     def __init__(self, cfg: ClientConfig):
         self.cfg = cfg
         creds = cfg.credentials()
-        self.channel = (grpc.aio.secure_channel(cfg.target, creds, options=OPTIONS) if creds
-                        else grpc.aio.insecure_channel(cfg.target, options=OPTIONS))
+        self.channel = (grpc.aio.secure_channel(cfg.target, creds, options=channel_options(cfg)) if creds
+                        else grpc.aio.insecure_channel(cfg.target, options=channel_options(cfg)))
         self.predict_stub = pb.prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
     async def close(self) -> None:
