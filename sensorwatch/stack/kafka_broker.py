@@ -59,6 +59,16 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's own ``Uuid.randomUuid`` makes one: 16 random bytes, URL-safe
+    base64, never starting with ``-``. One in 64 would, and ``StorageTool format -t -x...``
+    reads that as an option (it failed CI once: "argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
 class BrokerError(RuntimeError):
     """The broker failed to start or stop; the message points at its log."""
 
@@ -167,7 +177,7 @@ class KafkaBroker:
         props.write_text(self._properties())
         (self.dir / "log4j2.yaml").write_text(LOG4J2.format(log=self.log_file))
         if not (self.dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             fmt = subprocess.run(
                 self._java() + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
                 capture_output=True,
