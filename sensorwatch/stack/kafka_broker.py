@@ -59,7 +59,6 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-
 def new_cluster_id() -> str:
     """A KRaft cluster id as Kafka's own ``Uuid.randomUuid`` makes one: 16 random bytes, URL-safe
     base64, never starting with ``-``. One in 64 would, and ``StorageTool format -t -x...``
@@ -68,6 +67,7 @@ def new_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
+
 
 class BrokerError(RuntimeError):
     """The broker failed to start or stop; the message points at its log."""
