@@ -34,22 +34,28 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs import local  # noqa: E402
-from jobs.metrics import job_metrics  # noqa: E402
-from jobs.pipeline import run  # noqa: E402
-from sensorwatch.config import Settings  # noqa: E402
-from sensorwatch.simulate import Fleet, simulate  # noqa: E402
-from sensorwatch.simulate.publish import confluent_options  # noqa: E402
-from sensorwatch.stack import LocalStack  # noqa: E402
-from sensorwatch.stack.kafka_broker import free_port  # noqa: E402
+from sensorwatch.app import local
+from sensorwatch.core.config import Settings
+from sensorwatch.core.kafka import librdkafka_options
+from sensorwatch.jobs.metrics import job_metrics
+from sensorwatch.jobs.pipeline import run
+from sensorwatch.simulate import Fleet, simulate
+from sensorwatch.stack import LocalStack
+from sensorwatch.stack.kafka_broker import free_port
 
 
 def _consumer(s: Settings, topics: list[str]):
     from confluent_kafka import Consumer
 
-    c = Consumer({**confluent_options(s.kafka), "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "isolation.level": "read_committed"})
+    c = Consumer(
+        {
+            **librdkafka_options(s.kafka, "consumer"),
+            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     c.subscribe(topics)
     return c
 
@@ -126,9 +132,13 @@ def paced_latency(s: Settings, args, n_sensors: int, emit_scores: bool) -> dict:
     _, kept = collect(b, topics, quiet_s=8, max_s=60, keep=True)
     job.cancel().result()
     lat = np.array([ts - json.loads(v)["window_closed_ts"] for v, ts in kept]) / 1000.0
-    return {"readings_per_s": round(stats.readings_per_s), "records": int(lat.size),
-            "p50_s": round(float(np.percentile(lat, 50)), 3), "p99_s": round(float(np.percentile(lat, 99)), 3),
-            "max_s": round(float(lat.max()), 3)}
+    return {
+        "readings_per_s": round(stats.readings_per_s),
+        "records": int(lat.size),
+        "p50_s": round(float(np.percentile(lat, 50)), 3),
+        "p99_s": round(float(np.percentile(lat, 99)), 3),
+        "max_s": round(float(lat.max()), 3),
+    }
 
 
 def default_config_rate(a: Settings, windows: int, max_s: float = 1200) -> list[tuple[float, int]]:
@@ -145,8 +155,11 @@ def default_config_rate(a: Settings, windows: int, max_s: float = 1200) -> list[
         while time.monotonic() < t_end and time.monotonic() - last_change < 30:
             time.sleep(1.0)
             try:
-                n = int(job_metrics(rest, str(job.get_job_id()), ("sensorwatch.windows_scored",))
-                        .get("sensorwatch.windows_scored", 0))
+                n = int(
+                    job_metrics(rest, str(job.get_job_id()), ("sensorwatch.windows_scored",)).get(
+                        "sensorwatch.windows_scored", 0
+                    )
+                )
             except OSError:
                 continue  # the REST endpoint is not up yet
             if not progress or n != progress[-1][1]:
@@ -202,12 +215,17 @@ def main() -> int:
         expected = n_sensors * (int(args.minutes * 60 / s.job.window_s) - s.job.seq_len + 1)
         readings_per_window = total / (windows + n_sensors * (s.job.seq_len - 1))
         readings_rate = steady_rate(progress) * readings_per_window
-        print(f"scored {windows:,} windows (about {expected:,} expected); "
-              f"job throughput {readings_rate:,.0f} readings/s", flush=True)
+        print(
+            f"scored {windows:,} windows (about {expected:,} expected); job throughput {readings_rate:,.0f} readings/s",
+            flush=True,
+        )
         default_progress = default_config_rate(a, windows)
         default_rate = steady_rate(default_progress) * readings_per_window
-        print(f"default configuration: {default_progress[-1][1]:,} windows scored; "
-              f"job throughput {default_rate:,.0f} readings/s", flush=True)
+        print(
+            f"default configuration: {default_progress[-1][1]:,} windows scored; "
+            f"job throughput {default_rate:,.0f} readings/s",
+            flush=True,
+        )
 
         # latency under a paced load: the default job (anomaly records only), then every score
         paced = {}

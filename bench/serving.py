@@ -83,8 +83,13 @@ def run_batch(client, batch: int, seconds: float, threads: int) -> dict:
         t.join()
     elapsed = time.monotonic() - t0
     a = np.array(lat) * 1000
-    return {"batch": batch, "requests": len(lat), "windows_per_s": round(len(lat) * batch / elapsed),
-            "p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2)}
+    return {
+        "batch": batch,
+        "requests": len(lat),
+        "windows_per_s": round(len(lat) * batch / elapsed),
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p99_ms": round(float(np.percentile(a, 99)), 2),
+    }
 
 
 def main() -> int:
@@ -93,21 +98,34 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="concurrent client threads")
     args = ap.parse_args()
 
+    from sensorwatch.core.config import ServingConfig
+    from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.serving.repository import ModelRepository
     from sensorwatch.stack import free_port
-    from serving.client import ClientConfig, ScoringClient
-    from serving.repository import ModelRepository
 
     base = Path(tempfile.mkdtemp(prefix="sw-serving-bench-"))
     repo = ModelRepository(base)
     repo.publish("bench", export_model)
     repo.register("bench")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--port", str(port),
-                             "--model_config_file", str(repo.config_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensorwatch.serving.server",
+            "--port",
+            str(port),
+            "--model_config_file",
+            str(repo.config_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        client = ScoringClient(ClientConfig(target=f"127.0.0.1:{port}", retries=100, backoff_initial_s=0.2,
-                                            backoff_max_s=0.5, deadline_s=10))
+        client = ScoringClient(
+            ServingConfig(target=f"127.0.0.1:{port}", backoff_initial_s=0.2, backoff_max_s=0.5, deadline_s=10),
+            attempts=100,
+        )
         client.score("bench", np.zeros((1, S), np.float32))
         rows = [run_batch(client, b, args.seconds, args.threads) for b in (1, 32, 256)]
         client.close()
@@ -119,8 +137,17 @@ def main() -> int:
         print(f"{r['batch']:>6} {r['windows_per_s']:>10,} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['requests']:>9}")
     best = max(rows, key=lambda r: r["windows_per_s"])
     print(f"batching gain (256 vs 1): {rows[2]['windows_per_s'] / rows[0]['windows_per_s']:.1f}x")
-    print(json.dumps({"windows_per_s": best["windows_per_s"], "p99_ms": best["p99_ms"], "batch": best["batch"],
-                      "by_batch": rows, "threads": args.threads}))
+    print(
+        json.dumps(
+            {
+                "windows_per_s": best["windows_per_s"],
+                "p99_ms": best["p99_ms"],
+                "batch": best["batch"],
+                "by_batch": rows,
+                "threads": args.threads,
+            }
+        )
+    )
     return 0
 
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-from sensorwatch.config import Settings
-from sensorwatch.kafka_clients import producer
+from sensorwatch.core.config import Settings
+from sensorwatch.core.kafka import producer
 from sensorwatch.simulate import Fleet, simulate
 from sensorwatch.simulate.publish import _payloads
 from sensorwatch.stack import LocalStack
@@ -28,8 +28,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=334, help="x 3 tags = sensors")
     ap.add_argument("--duration-s", type=float, default=600.0)
-    ap.add_argument("--kafka-python-sample", type=int, default=100_000,
-                    help="readings sent through kafka-python for the comparison")
+    ap.add_argument(
+        "--kafka-python-sample", type=int, default=100_000, help="readings sent through kafka-python for the comparison"
+    )
     args = ap.parse_args()
 
     s = Settings()
@@ -64,13 +65,26 @@ def main() -> int:
 
     ratio = stats.readings_per_s / kp_rate
     print(f"broker start (format + launch + ready): {start_s:.2f} s")
-    print(f"simulator (confluent-kafka): {stats.readings:,} readings in {stats.seconds:.2f} s = "
-          f"{stats.readings_per_s:,.0f} readings/s ({len(fleet.sensors)} sensors)")
-    print(f"kafka-python producer, same payloads: {len(payloads):,} in {len(payloads) / kp_rate:.2f} s = {kp_rate:,.0f}/s")
+    print(
+        f"simulator (confluent-kafka): {stats.readings:,} readings in {stats.seconds:.2f} s = "
+        f"{stats.readings_per_s:,.0f} readings/s ({len(fleet.sensors)} sensors)"
+    )
+    print(
+        f"kafka-python producer, same payloads: {len(payloads):,} in {len(payloads) / kp_rate:.2f} s = {kp_rate:,.0f}/s"
+    )
     print(f"ratio simulator / kafka-python: {ratio:.1f}x")
-    print(json.dumps({"readings_per_s": round(stats.readings_per_s), "readings": stats.readings,
-                      "sensors": len(fleet.sensors), "kafka_python_per_s": round(kp_rate),
-                      "ratio": round(ratio, 2), "broker_start_s": round(start_s, 2)}))
+    print(
+        json.dumps(
+            {
+                "readings_per_s": round(stats.readings_per_s),
+                "readings": stats.readings,
+                "sensors": len(fleet.sensors),
+                "kafka_python_per_s": round(kp_rate),
+                "ratio": round(ratio, 2),
+                "broker_start_s": round(start_s, 2),
+            }
+        )
+    )
     return 0
 
 

@@ -28,7 +28,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 TRAIN_ROWS = 400
 # per kind: window, threshold quantile, margin, and model widths
@@ -61,20 +61,27 @@ def flag_points(win_flag: np.ndarray, n: int, s: int) -> np.ndarray:
     """Point t is anomalous when the windows starting at t-s+1 .. t-1 are all anomalous."""
     pts = np.zeros(n, bool)
     for t in range(s - 1, n - s + 1):
-        if win_flag[t - s + 1:t].all():
+        if win_flag[t - s + 1 : t].all():
             pts[t] = True
     return pts
 
 
 def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
-    from sensorwatch.config import TrainingConfig
-    from training.calibrate import quantile_threshold
-    from training.detectors import make_detector
+    from sensorwatch.core.config import TrainingConfig
+    from sensorwatch.training.calibrate import fit_threshold
+    from sensorwatch.training.detectors import make_detector
 
     p = PROTOCOL[kind]
     s = p["seq_len"]
-    cfg = TrainingConfig(kind=kind, epochs=epochs, batch_size=32, seed=seed, scale_floor=0.0, min_windows=1,
-                         **{k: v for k, v in p.items() if k in ("hidden", "latent", "kernel_size")})
+    cfg = TrainingConfig(
+        kind=kind,
+        epochs=epochs,
+        batch_size=32,
+        seed=seed,
+        scale_floor=0.0,
+        min_windows=1,
+        **{k: v for k, v in p.items() if k in ("hidden", "latent", "kernel_size")},
+    )
     t0 = time.time()
     det = make_detector(kind, len(data), s, data[0][1].shape[1], cfg)
     det.fit([windows(x[:TRAIN_ROWS], s) for _, x, _ in data])
@@ -83,15 +90,19 @@ def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
         train_scores, _ = det.score(windows(x[:TRAIN_ROWS], s), g)
         # the protocol's margin is on a mean *absolute* residual; ours is a mean *squared* one
         margin = p["margin"] ** 2 if det.nonnegative_scores else p["margin"]
-        thr = quantile_threshold(train_scores, p["quantile"], margin, det.nonnegative_scores)
+        thr, _ = fit_threshold(train_scores, quantile=p["quantile"], margin=margin, nonnegative=det.nonnegative_scores)
         test, yt = x[TRAIN_ROWS:], y[TRAIN_ROWS:]
         pred = flag_points(det.score(windows(test, s), g)[0] > thr, len(test), s)
         tp += int((pred & yt).sum())
         fp += int((pred & ~yt).sum())
         fn += int((~pred & yt).sum())
         tn += int((~pred & ~yt).sum())
-    return {"f1": round(tp / (tp + (fp + fn) / 2), 4), "far": round(100 * fp / (fp + tn), 2),
-            "mar": round(100 * fn / (fn + tp), 2), "seconds": round(time.time() - t0, 1)}
+    return {
+        "f1": round(tp / (tp + (fp + fn) / 2), 4),
+        "far": round(100 * fp / (fp + tn), 2),
+        "mar": round(100 * fn / (fn + tp), 2),
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def main() -> None:
@@ -100,13 +111,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from sensorwatch.paths import skab_dir
+    from sensorwatch.core.paths import skab_dir
 
     data = load(skab_dir())
     n_test = sum(len(y) - TRAIN_ROWS for _, _, y in data)
     share = sum(int(y[TRAIN_ROWS:].sum()) for _, _, y in data) / n_test
-    print(f"SKAB: {len(data)} files, {n_test} test rows, {100 * share:.1f}% anomalous "
-          f"(flag-everything F1 = {2 * share / (1 + share):.3f})")
+    print(
+        f"SKAB: {len(data)} files, {n_test} test rows, {100 * share:.1f}% anomalous "
+        f"(flag-everything F1 = {2 * share / (1 + share):.3f})"
+    )
     results = {}
     print(f"{'kind':<10}{'F1':>8}{'FAR %':>9}{'MAR %':>9}{'s':>8}")
     for kind in args.kinds.split(","):

@@ -41,28 +41,44 @@ def main() -> None:
     ap.add_argument("--skip-per-sensor", action="store_true")
     args = ap.parse_args()
 
-    from sensorwatch.config import load_settings
+    from sensorwatch.core.config import load_settings
     from sensorwatch.simulate.history import fleet_history
-    from training.trainer import summary, train_fleet
+    from sensorwatch.training.trainer import summary, train_fleet
 
     S = 16
     base = load_settings(None)
     window_s = base.job.window_s
-    sim = {"devices": args.sensors, "tags": ["temperature"], "duration_s": (args.windows + S - 1) * window_s,
-           "start_ms": 1_700_000_000_000, "anomaly_rate_per_hour": 0.0, "out_of_order_rate": 0.0}
+    sim = {
+        "devices": args.sensors,
+        "tags": ["temperature"],
+        "duration_s": (args.windows + S - 1) * window_s,
+        "start_ms": 1_700_000_000_000,
+        "anomaly_rate_per_hour": 0.0,
+        "out_of_order_rate": 0.0,
+    }
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
+
         def settings(name, **kw):
-            tr = {"workers": args.workers, "plots": False, **({"epochs": args.epochs} if args.epochs else {}),
-                  **kw.pop("training", {})}
-            return load_settings(None, overrides={"simulator": sim, "training": tr,
-                                                  "serving": {"model_base_path": f"{tmp}/{name}", **kw}})
+            tr = {
+                "workers": args.workers,
+                "plots": False,
+                **({"epochs": args.epochs} if args.epochs else {}),
+                **kw.pop("training", {}),
+            }
+            return load_settings(
+                None,
+                overrides={"simulator": sim, "training": tr, "serving": {"model_base_path": f"{tmp}/{name}", **kw}},
+            )
 
         s = settings("x")
         hist, _ = fleet_history(s.simulator, int(window_s * 1000))
         n_windows = len(next(iter(hist.values()))) - S + 1
-        print(f"{len(hist)} sensors x {n_windows} windows (S={S}), {s.training.kind}, {s.training.epochs} epochs; "
-              f"data built in {time.time() - t0:.1f} s", flush=True)
+        print(
+            f"{len(hist)} sensors x {n_windows} windows (S={S}), {s.training.kind}, {s.training.epochs} epochs; "
+            f"data built in {time.time() - t0:.1f} s",
+            flush=True,
+        )
         res = {}
 
         def timed(name, series, st):
@@ -80,11 +96,17 @@ def main() -> None:
         one = timed("one at a time (sample)", sample, settings("one", training={"chunk_size": 1}))
         res["seconds_one_at_a_time"] = one * len(hist) / len(sample)
         res["one_at_a_time_measured_on"] = len(sample)
-    res = {"models": len(hist), "windows_per_model": n_windows, "epochs": s.training.epochs,
-           **{k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}}
+    res = {
+        "models": len(hist),
+        "windows_per_model": n_windows,
+        "epochs": s.training.epochs,
+        **{k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()},
+    }
     res["speedup_packed"] = round(res["seconds_one_at_a_time"] / res["seconds_packed"], 1)
-    print(f"one at a time, scaled to {len(hist)}: {res['seconds_one_at_a_time']:.0f} s; "
-          f"packed is {res['speedup_packed']}x faster")
+    print(
+        f"one at a time, scaled to {len(hist)}: {res['seconds_one_at_a_time']:.0f} s; "
+        f"packed is {res['speedup_packed']}x faster"
+    )
     print(json.dumps(res))
 
 

@@ -31,22 +31,18 @@ RUN wget -q "https://www.python.org/ftp/python/${PYTHON_VERSION}/Python-${PYTHON
  && cd .. && rm -rf "Python-${PYTHON_VERSION}" "Python-${PYTHON_VERSION}.tgz"
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
-COPY sensorwatch/ sensorwatch/
-COPY jobs/ jobs/
-COPY udfs/ udfs/
-COPY serving/ serving/
-COPY training/ training/
+COPY src/ src/
 RUN /opt/python/bin/python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ".[job]"
 
-# ---- runtime: no compiler, no Maven, no sources beyond the job's entry point
+# ---- runtime: no compiler, no Maven, no sources beyond the job's entry point (for `flink run -py`)
 FROM ${FLINK_IMAGE}
 COPY --from=python /opt/python /opt/python
 COPY --from=python /opt/venv /opt/venv
 COPY --from=jars /jars/flink /opt/sensorwatch/jars/flink
-COPY jobs/ /opt/sensorwatch/jobs/
+COPY src/sensorwatch/jobs/anomaly_job.py /opt/sensorwatch/jobs/anomaly_job.py
 COPY docker/sensorwatch.yaml /etc/sensorwatch/sensorwatch.yaml
-# Python operators run in the cluster: opt/flink-python joins lib/ (as jobs/standalone.py does);
+# Python operators run in the cluster: opt/flink-python joins lib/ (as sensorwatch.app.standalone does);
 # named volumes take the ownership of the folder they are mounted on
 RUN cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/ \
  && mkdir -p /checkpoints && chown flink:flink /checkpoints

@@ -8,11 +8,7 @@ ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
-COPY sensorwatch/ sensorwatch/
-COPY jobs/ jobs/
-COPY udfs/ udfs/
-COPY serving/ serving/
-COPY training/ training/
+COPY src/ src/
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt ".[train,serving]"
 

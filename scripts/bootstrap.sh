@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 STAMP="$VENV/.installed"
-# the editable install maps top-level packages when it runs: a new package means reinstall
-want=$( (cat pyproject.toml constraints.txt; ls -d */__init__.py) | sha256sum | cut -d' ' -f1)
+# the editable install is a path entry for src/ (new modules need no reinstall); a change to
+# the dependencies or the pins does
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 
 pick_python() {
   for py in ${PYTHON:-} python3.11 python3.12 python3; do
@@ -29,4 +30,4 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[all]"
   echo "$want" > "$STAMP"
 fi
-"$VENV/bin/sensorwatch" jars
+"$VENV/bin/sensorwatch" jars --quiet

@@ -1,4 +1,8 @@
-"""Shared fixtures: one real Kafka broker per test session, on free loopback ports."""
+"""Shared fixtures: one real Kafka broker per test session, on free loopback ports.
+
+A test is ``integration`` (real parts) when its module says so, or when it uses one of the
+fixtures below that start real parts; ``pytest -m "not integration"`` runs the rest.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,18 @@ import uuid
 
 import pytest
 
-from sensorwatch.config import Settings
+from sensorwatch.core.config import Settings
 from sensorwatch.stack import LocalStack
 from sensorwatch.stack.topics import ensure_topics
+
+#: Fixtures that start real parts: a test using any of them is an integration test.
+REAL_PART_FIXTURES = frozenset({"kafka_stack", "settings", "world", "repo", "server"})
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if REAL_PART_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +71,26 @@ def cert(tmp_path):
     openssl = shutil.which("openssl")
     assert openssl, "openssl is needed to make the test certificate"
     key, crt = tmp_path / "server.key", tmp_path / "server.crt"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return crt, key

@@ -1,8 +1,8 @@
-"""The job's SQL windows equal :mod:`sensorwatch.windows` (what training uses), on the same readings.
+"""The job's SQL windows equal :mod:`sensorwatch.core.windows` (what training uses), on the same readings.
 
-Readings go through real Kafka into the job's own SQL (``jobs.sql``: TUMBLE, ``ARRAY_AGG ... OVER
+Readings go through real Kafka into the job's own SQL (``sensorwatch.jobs.sql``: TUMBLE, ``ARRAY_AGG ... OVER
 ROWS``, the slide rule, ``pack_windows``) on a Flink mini-cluster; the batches are decoded by
-``udfs.batch`` and compared with ``sequences(aggregate_readings(...))`` window by window.
+``sensorwatch.udfs.batch`` and compared with ``sequences(aggregate_readings(...))`` window by window.
 Gaps (tumbling windows without readings) and a slide of 2 are part of the input.
 
 The readings go out in event-time order across sensors, as a live fleet sends them. They once
@@ -25,14 +25,15 @@ import time
 import numpy as np
 import pytest
 
-from jobs import local
-from jobs.metrics import task_metrics
-from jobs.sql import statements
-from sensorwatch.jars import fetch, flink_jars
-from sensorwatch.kafka_clients import producer
-from sensorwatch.windows import aggregate_readings, sequences
-from udfs.batch import decode
+from sensorwatch.app import local
+from sensorwatch.core.jars import fetch, flink_jars
+from sensorwatch.core.kafka import producer
+from sensorwatch.core.windows import aggregate_readings, sequences
+from sensorwatch.jobs.metrics import task_metrics
+from sensorwatch.jobs.sql import statements
+from sensorwatch.udfs.batch import decode
 
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 DEADLINE_S = 150  # the windows come in ~10 s; a deadline turns a stall into a failure that says why
 
@@ -65,8 +66,12 @@ def test_sql_count_windows_equal_python_windows(settings, slide):
     p = producer(s.kafka, acks="all")
     for sensor, t, v in rows:
         dev, tag = sensor.split("/")
-        p.send(s.kafka.topics.readings, json.dumps({"device": dev, "tag": tag, "ts": t, "value": v}).encode(),
-               key=dev.encode(), timestamp_ms=t)
+        p.send(
+            s.kafka.topics.readings,
+            json.dumps({"device": dev, "tag": tag, "ts": t, "value": v}).encode(),
+            key=dev.encode(),
+            timestamp_ms=t,
+        )
     p.flush(30)
     p.close()
     flushed = local.flush_watermark(s, t0 + 200_000)
@@ -84,8 +89,9 @@ def test_sql_count_windows_equal_python_windows(settings, slide):
         env.execute_sql(stmt)
 
     expected = {}
-    aggs = aggregate_readings(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
-                              np.array([r[2] for r in rows]), 1000)
+    aggs = aggregate_readings(
+        np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), 1000
+    )
     for sensor, series in aggs.items():
         X, ends = sequences(series, 4, slide, 1000)
         for x, e in zip(X, ends):
@@ -121,8 +127,10 @@ def test_sql_count_windows_equal_python_windows(settings, slide):
         if "deadline" not in diagnosis:
             raise
         missing = sorted(set(expected) - set(got))
-        pytest.fail(f"after {DEADLINE_S} s, {len(missing)} of {len(expected)} windows never came, e.g. {missing[:3]}; "
-                    f"t0={t0}; job metrics {diagnosis}; ended by {e!r:.300}")
+        pytest.fail(
+            f"after {DEADLINE_S} s, {len(missing)} of {len(expected)} windows never came, e.g. {missing[:3]}; "
+            f"t0={t0}; job metrics {diagnosis}; ended by {e!r:.300}"
+        )
     finally:
         watchdog.cancel()
     assert read == len(rows) + flushed, ("the source read", read, "of", len(rows), "readings and", flushed, "flushes")

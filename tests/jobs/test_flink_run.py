@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import yaml
-from jobworld import fresh_topics
 
-from jobs import local
-from jobs.standalone import REPO, StandaloneCluster
-from sensorwatch.config import json_value
+from jobworld import fresh_topics
+from sensorwatch.app import local
+from sensorwatch.app.standalone import REPO, StandaloneCluster
+from sensorwatch.core.config import json_value
 from sensorwatch.simulate import Fleet, simulate
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def test_flink_run_py_on_standalone_cluster(world, tmp_path):
@@ -24,7 +27,9 @@ def test_flink_run_py_on_standalone_cluster(world, tmp_path):
     cluster = StandaloneCluster(tmp_path / "flink").start()
     try:
         res = cluster.run_py(REPO / "jobs" / "anomaly_job.py", "--config", str(conf))
-        assert res.returncode == 0, "\n".join(l for l in (res.stdout + res.stderr).splitlines() if "Caused by" in l or "Exception" in l)[-3000:]
+        assert res.returncode == 0, "\n".join(
+            ln for ln in (res.stdout + res.stderr).splitlines() if "Caused by" in ln or "Exception" in ln
+        )[-3000:]
         assert "Job has been submitted with JobID" in res.stdout
         fleet = Fleet(s.simulator)
         simulate(s.simulator, s.kafka, fleet=fleet)

@@ -11,13 +11,16 @@ import json
 import time
 from pathlib import Path
 
-from jobworld import UNTRAINED, fresh_topics
+import pytest
 
-from jobs import local
-from jobs.pipeline import run
-from sensorwatch.evaluate import evaluate
-from sensorwatch.kafka_clients import producer
+from jobworld import UNTRAINED, fresh_topics
+from sensorwatch.app import local
+from sensorwatch.app.evaluate import evaluate
+from sensorwatch.core.kafka import producer
+from sensorwatch.jobs.pipeline import run
 from sensorwatch.simulate import Fleet, simulate
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "readings.json").read_text())
 
@@ -50,8 +53,15 @@ def test_job_end_to_end(world):
         _send(s, [(c["payload"].encode(), c["kafka_ts"] or int(time.time() * 1000)) for c in bad])
         stats = simulate(s.simulator, s.kafka, fleet=fleet)
         # readings for a window the watermark passed long ago: late by construction
-        late = [(json.dumps({"device": "dev-0000", "tag": "pressure", "ts": fleet.start_ms + 1000 * i,
-                             "value": 1.0}).encode(), int(time.time() * 1000)) for i in range(7)]
+        late = [
+            (
+                json.dumps(
+                    {"device": "dev-0000", "tag": "pressure", "ts": fleet.start_ms + 1000 * i, "value": 1.0}
+                ).encode(),
+                int(time.time() * 1000),
+            )
+            for i in range(7)
+        ]
         time.sleep(3)
         _send(s, late)
         flushed = local.flush_watermark(s, fleet.end_ms + 120_000)

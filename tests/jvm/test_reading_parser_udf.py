@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sensorwatch.jars import fetch, flink_jars
+from sensorwatch.core.jars import fetch, flink_jars
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "readings.json").read_text())
 
@@ -35,15 +37,19 @@ def test_jvm_parser_matches_shared_vectors(table_env):
     rows = [(i, c["payload"], c["kafka_ts"]) for i, c in enumerate(cases)]
     t = table_env.from_elements(
         rows,
-        DataTypes.ROW([
-            DataTypes.FIELD("i", DataTypes.INT()),
-            DataTypes.FIELD("payload", DataTypes.STRING()),
-            DataTypes.FIELD("kts", DataTypes.BIGINT()),
-        ]),
+        DataTypes.ROW(
+            [
+                DataTypes.FIELD("i", DataTypes.INT()),
+                DataTypes.FIELD("payload", DataTypes.STRING()),
+                DataTypes.FIELD("kts", DataTypes.BIGINT()),
+            ]
+        ),
     )
     table_env.create_temporary_view("vectors", t)
-    args = f"payload, kts, CAST({lim['max_past_ms']} AS BIGINT), CAST({lim['max_future_ms']} AS BIGINT), " \
-           f"{lim['max_payload_bytes']}, CAST({lim['max_abs_value']} AS DOUBLE)"
+    args = (
+        f"payload, kts, CAST({lim['max_past_ms']} AS BIGINT), CAST({lim['max_future_ms']} AS BIGINT), "
+        f"{lim['max_payload_bytes']}, CAST({lim['max_abs_value']} AS DOUBLE)"
+    )
     result = table_env.execute_sql(
         f"SELECT i, r.device, r.tag, r.ts, r.val, r.reason, reading_time({args}) "
         f"FROM (SELECT i, kts, parse_reading({args}) AS r, payload FROM vectors)"

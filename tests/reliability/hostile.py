@@ -1,7 +1,7 @@
 """Malformed and hostile readings, generated from a seed: every class the reliability issue names
 (bad JSON, wrong types, NaN and Inf, huge numbers, 1 MB strings, missing and unknown fields,
 timestamps far in the past or future, odd Unicode in ids), each paired with the reason code the
-reading contract gives it. The Python contract (:mod:`sensorwatch.contracts`) decides the code,
+reading contract gives it. The Python contract (:mod:`sensorwatch.core.contracts`) decides the code,
 so the job's dead letters are checked against an independent implementation of the same rules."""
 
 from __future__ import annotations
@@ -13,33 +13,48 @@ from collections.abc import Callable, Iterator
 DAY_MS = 86_400_000
 
 ODD_IDS = [
-    "dev\u200b01",        # zero-width space
-    "d\u00e9v-01",        # accented letter
-    "\u202edev-01",       # right-to-left override
-    "dev 01",             # space
-    "dev/01",             # the sensor separator
-    "../../etc/passwd",   # a path
-    "dev\x0001",          # NUL
-    "\U0001f525fire",     # emoji (outside the BMP)
-    "-dev",               # leading dash
-    "x" * 65,             # too long
-    "",                   # empty
-    "Ω",                  # Greek
-    "dev\ud7ff",          # last BMP code point before the surrogates
+    "dev\u200b01",  # zero-width space
+    "d\u00e9v-01",  # accented letter
+    "\u202edev-01",  # right-to-left override
+    "dev 01",  # space
+    "dev/01",  # the sensor separator
+    "../../etc/passwd",  # a path
+    "dev\x0001",  # NUL
+    "\U0001f525fire",  # emoji (outside the BMP)
+    "-dev",  # leading dash
+    "x" * 65,  # too long
+    "",  # empty
+    "Ω",  # Greek
+    "dev\ud7ff",  # last BMP code point before the surrogates
 ]
 
 
 def _valid(rng: random.Random, now_ms: int) -> dict:
-    return {"device": f"fuzz-{rng.randrange(50):02d}", "tag": "temperature", "ts": now_ms - rng.randrange(60_000),
-            "value": rng.uniform(-50, 50)}
+    return {
+        "device": f"fuzz-{rng.randrange(50):02d}",
+        "tag": "temperature",
+        "ts": now_ms - rng.randrange(60_000),
+        "value": rng.uniform(-50, 50),
+    }
 
 
 def _case(kind: str, rng: random.Random, now_ms: int) -> str | bytes:
     r = _valid(rng, now_ms)
     if kind == "bad_json":
         text = json.dumps(r)
-        return rng.choice([text[: rng.randrange(1, len(text))], text + "}", "{device: 'x'}", "{\"a\":}", "[1,2", "\u00ff\u00fe",
-                           "{'device': 'd', 'tag': 't', 'ts': 1, 'value': 1}", "nul", "{\"device\":\"d\"\"tag\":1}"])
+        return rng.choice(
+            [
+                text[: rng.randrange(1, len(text))],
+                text + "}",
+                "{device: 'x'}",
+                '{"a":}',
+                "[1,2",
+                "\u00ff\u00fe",
+                "{'device': 'd', 'tag': 't', 'ts': 1, 'value': 1}",
+                "nul",
+                '{"device":"d""tag":1}',
+            ]
+        )
     if kind == "not_object":
         return json.dumps(rng.choice([[r], "reading", 42, None, True, 1.5]))
     if kind == "wrong_type":
@@ -50,8 +65,9 @@ def _case(kind: str, rng: random.Random, now_ms: int) -> str | bytes:
         lit = rng.choice(["NaN", "Infinity", "-Infinity", "nan", "inf"])
         return json.dumps(r).replace(json.dumps(r["value"]), lit)
     if kind == "huge_number":
-        return json.dumps(r).replace(json.dumps(r["value"]), rng.choice(["1e400", "-1e309", "1e13", "-9e15",
-                                                                          "1" + "0" * 400]))
+        return json.dumps(r).replace(
+            json.dumps(r["value"]), rng.choice(["1e400", "-1e309", "1e13", "-9e15", "1" + "0" * 400])
+        )
     if kind == "huge_string":
         r[rng.choice(["device", "tag", "value"])] = "x" * (1 << 20)
         return json.dumps(r)
@@ -82,17 +98,32 @@ def _case(kind: str, rng: random.Random, now_ms: int) -> str | bytes:
     raise ValueError(kind)
 
 
-KINDS = ["bad_json", "not_object", "wrong_type", "nan_inf", "huge_number", "huge_string", "missing_field",
-         "unknown_field", "ts_past", "ts_future", "bad_ts", "odd_id", "duplicate_key", "empty"]
+KINDS = [
+    "bad_json",
+    "not_object",
+    "wrong_type",
+    "nan_inf",
+    "huge_number",
+    "huge_string",
+    "missing_field",
+    "unknown_field",
+    "ts_past",
+    "ts_future",
+    "bad_ts",
+    "odd_id",
+    "duplicate_key",
+    "empty",
+]
 
 
-def hostile(n: int, clock: Callable[[], int], seed: int = 7,
-            huge_strings: int = 20) -> Iterator[tuple[bytes, str, str, int]]:
+def hostile(
+    n: int, clock: Callable[[], int], seed: int = 7, huge_strings: int = 20
+) -> Iterator[tuple[bytes, str, str, int]]:
     """``n`` hostile payloads: (payload bytes, kind, expected reason code, record time). Each is
     made for the record time ``clock()`` gives it (timestamps are judged against it), which the
     sender must then stamp on it. At most ``huge_strings`` are 1 MB strings (they cost broker
     disk, not coverage)."""
-    from sensorwatch.contracts import ContractError, parse_reading
+    from sensorwatch.core.contracts import ContractError, parse_reading
 
     rng = random.Random(seed)
     made = big = 0

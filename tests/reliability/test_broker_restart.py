@@ -8,11 +8,14 @@ import json
 import threading
 import time
 
-from jobworld import UNTRAINED, fresh_topics, stream_and_account
+import pytest
 
-from jobs.pipeline import run
+from jobworld import UNTRAINED, fresh_topics, stream_and_account
+from sensorwatch.jobs.pipeline import run
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack import LocalStack
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 DOWN_S = 10.0
 
@@ -29,6 +32,7 @@ def test_broker_killed_and_restarted_mid_stream(world, tmp_path):
     job = run(s, detached=True)
     chaos: dict = {}
     try:
+
         def kill_and_restart() -> None:
             time.sleep(20)
             broker = stack.broker()
@@ -40,8 +44,9 @@ def test_broker_killed_and_restarted_mid_stream(world, tmp_path):
 
         t = threading.Thread(target=kill_and_restart)
         t.start()
-        stats, ledger = stream_and_account(s, fleet, lambda: t.join(120), inputs_timeout_s=300,
-                                           outputs_timeout_s=180, quiet_s=15)
+        stats, ledger = stream_and_account(
+            s, fleet, lambda: t.join(120), inputs_timeout_s=300, outputs_timeout_s=180, quiet_s=15
+        )
         status = job.get_job_status().result()
     finally:
         job.cancel().result()
@@ -60,6 +65,15 @@ def test_broker_killed_and_restarted_mid_stream(world, tmp_path):
     recovery_s = (min(after) / 1000 - chaos["up"]) if after else None
     assert recovery_s is not None and recovery_s < 120
     dups = {name: ledger.duplicates(getattr(s.kafka.topics, name)) for name in ("scores", "anomalies")}
-    print(json.dumps({"readings": stats.readings, "windows": len(want), "broker_restart_s": round(chaos["start_s"], 1),
-                      "first_output_after_restart_s": round(recovery_s, 1), "raw_duplicates": dups,
-                      "aggregate_duplicates": ledger.raw["aggregates"] - len(ledger.aggregates)}))
+    print(
+        json.dumps(
+            {
+                "readings": stats.readings,
+                "windows": len(want),
+                "broker_restart_s": round(chaos["start_s"], 1),
+                "first_output_after_restart_s": round(recovery_s, 1),
+                "raw_duplicates": dups,
+                "aggregate_duplicates": ledger.raw["aggregates"] - len(ledger.aggregates),
+            }
+        )
+    )

@@ -8,13 +8,16 @@ import collections
 import threading
 import time
 
+import pytest
 from hostile import hostile
-from jobworld import UNTRAINED, Ledger, fresh_topics
 
-from jobs import local
-from jobs.pipeline import run
-from sensorwatch.kafka_clients import producer
+from jobworld import UNTRAINED, Ledger, fresh_topics
+from sensorwatch.app import local
+from sensorwatch.core.kafka import producer
+from sensorwatch.jobs.pipeline import run
 from sensorwatch.simulate import Fleet, simulate
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 N_HOSTILE = 10_000
 
@@ -41,8 +44,12 @@ def test_hostile_readings_are_dead_lettered_and_the_job_keeps_scoring(world):
                 return max(min(stamp, fleet.end_ms), fleet.start_ms)
 
             for i, (payload, kind, code, stamp) in enumerate(hostile(N_HOSTILE, clock, seed=11)):
-                pending.append((p.send(s.kafka.topics.readings, payload, key=b"fuzz%d" % (i % 97),
-                                       timestamp_ms=stamp), (payload, kind, code)))
+                pending.append(
+                    (
+                        p.send(s.kafka.topics.readings, payload, key=b"fuzz%d" % (i % 97), timestamp_ms=stamp),
+                        (payload, kind, code),
+                    )
+                )
                 if i % 500 == 499:
                     time.sleep(0.5)
             p.flush(60)
@@ -70,7 +77,9 @@ def test_hostile_readings_are_dead_lettered_and_the_job_keeps_scoring(world):
     # payload and the reason the Python contract gives (an independent implementation)
     dead = {(d["partition"], d["offset"]): d for d in ledger.dead.values() if d["topic"] == s.kafka.topics.readings}
     missing = set(sent) - set(dead)
-    assert not missing, f"{len(missing)} hostile readings not dead-lettered, e.g. {[sent[m][:2] for m in list(missing)[:3]]}"
+    assert not missing, (
+        f"{len(missing)} hostile readings not dead-lettered, e.g. {[sent[m][:2] for m in list(missing)[:3]]}"
+    )
     wrong = [(sent[k][1], sent[k][2], dead[k]["reason"]) for k in sent if dead[k]["reason"].split(":")[0] != sent[k][2]]
     assert not wrong, f"{len(wrong)} reasons differ from the contract's: {collections.Counter(wrong).most_common(8)}"
     cut = s.job.validation.dead_letter_payload_chars

@@ -7,11 +7,14 @@ import json
 import threading
 import time
 
-from jobworld import UNTRAINED, Ledger, fresh_topics
+import pytest
 
-from jobs import local
-from jobs.pipeline import run, stop_with_savepoint
+from jobworld import UNTRAINED, Ledger, fresh_topics
+from sensorwatch.app import local
+from sensorwatch.jobs.pipeline import run, stop_with_savepoint
 from sensorwatch.simulate import Fleet, simulate
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def test_stop_with_savepoint_and_resume_loses_and_doubles_nothing(world, tmp_path):
@@ -24,6 +27,7 @@ def test_stop_with_savepoint_and_resume_loses_and_doubles_nothing(world, tmp_pat
     stopped: dict = {}
     second = None
     try:
+
         def stop_mid_stream() -> None:
             time.sleep(20)
             t = time.monotonic()
@@ -58,5 +62,13 @@ def test_stop_with_savepoint_and_resume_loses_and_doubles_nothing(world, tmp_pat
     assert want <= set(scored), f"{len(want - set(scored))} of {len(want)} windows lost across the savepoint"
     before = sum(r["processing_ts"] < stopped["at_ms"] for r in scored.values())
     assert 0 < before < len(scored), "windows are scored on both sides of the stop"
-    print(json.dumps({"stop_with_savepoint_s": round(stopped["stop_s"], 1), "resume_to_reconciled_s": round(resumed_s, 1),
-                      "windows": len(want), "anomalies": len(ledger.anomalies())}))
+    print(
+        json.dumps(
+            {
+                "stop_with_savepoint_s": round(stopped["stop_s"], 1),
+                "resume_to_reconciled_s": round(resumed_s, 1),
+                "windows": len(want),
+                "anomalies": len(ledger.anomalies()),
+            }
+        )
+    )

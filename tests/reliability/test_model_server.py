@@ -8,14 +8,17 @@ import json
 import threading
 import time
 
-from jobworld import UNTRAINED, fresh_topics, stream_and_account
+import pytest
 
-from jobs import local
-from jobs.metrics import job_metrics
-from jobs.pipeline import run
+from jobworld import UNTRAINED, fresh_topics, stream_and_account
+from sensorwatch.app import local
+from sensorwatch.jobs.metrics import job_metrics
+from sensorwatch.jobs.pipeline import run
+from sensorwatch.serving.repository import ModelRepository
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack.kafka_broker import free_port
-from serving.repository import ModelRepository
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 OUTAGE_S = 30.0
 
@@ -46,6 +49,7 @@ def test_model_server_down_30s_delays_scoring_and_loses_no_window(world, tmp_pat
     job = run(s, detached=True, extra_conf={"rest.port": str(rest), "rest.bind-port": str(rest)})
     outage: dict[str, float] = {}
     try:
+
         def outage_mid_stream() -> None:
             time.sleep(15)
             server.kill()
@@ -57,8 +61,12 @@ def test_model_server_down_30s_delays_scoring_and_loses_no_window(world, tmp_pat
         chaos = threading.Thread(target=outage_mid_stream)
         chaos.start()
         _, ledger = stream_and_account(s, fleet, lambda: chaos.join(120), outputs_timeout_s=180, quiet_s=15)
-        metrics = job_metrics(rest, str(job.get_job_id()), ("sensorwatch.outages", "sensorwatch.outage_ms",
-                                                             "sensorwatch.score_retries"), wait_s=30)
+        metrics = job_metrics(
+            rest,
+            str(job.get_job_id()),
+            ("sensorwatch.outages", "sensorwatch.outage_ms", "sensorwatch.score_retries"),
+            wait_s=30,
+        )
         status = job.get_job_status().result()
     finally:
         job.cancel().result()
@@ -96,6 +104,7 @@ def test_new_model_version_while_streaming_switches_without_errors(world, tmp_pa
     job = run(s, detached=True)
     published: dict[str, int] = {}
     try:
+
         def publish_mid_stream() -> None:
             time.sleep(20)
             for name in repo.models():  # same weights, new number: what a retrain publishes

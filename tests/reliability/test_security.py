@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from jobworld import UNTRAINED, fresh_topics, stream_and_account
 
-from jobs import local
-from jobs.pipeline import run
+from jobworld import UNTRAINED, fresh_topics, stream_and_account
+from sensorwatch.app import local
+from sensorwatch.jobs.pipeline import run
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack.kafka_broker import free_port
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-Zq9-never-logged"
@@ -59,27 +61,33 @@ def test_job_scores_over_tls_to_the_model_server(world, tmp_path, cert):
 
 
 def _sasl_env() -> dict[str, str]:
-    return {"SENSORWATCH__KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "SENSORWATCH__KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
-            "SENSORWATCH__KAFKA__SASL_USERNAME": "svc", "SENSORWATCH__KAFKA__SASL_PASSWORD": SECRET}
+    return {
+        "SENSORWATCH__KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "SENSORWATCH__KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "SENSORWATCH__KAFKA__SASL_USERNAME": "svc",
+        "SENSORWATCH__KAFKA__SASL_PASSWORD": SECRET,
+    }
 
 
 def test_secrets_never_reach_the_plan_the_log_or_printed_configuration(tmp_path):
     # a fresh process, as a user starts it (the in-process Flink runs of earlier tests mark
     # this one's environment as a Python worker's)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYFLINK_")} | _sasl_env()
-    cli = [sys.executable, "-m", "sensorwatch.cli", "-v"]
+    cli = [sys.executable, "-m", "sensorwatch", "-v"]
     for args in (["config", "show"], ["job", "--explain"]):
         r = subprocess.run(cli + args, capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         assert SECRET not in r.stdout + r.stderr, args
         assert len(r.stdout) > 200, args  # it did print the configuration / the plan
     # the job still hands the password to the Kafka clients: wired, only not shown
-    from jobs.sql import statements
-    from sensorwatch.config import load_settings
+    from sensorwatch.core.config import load_settings
+    from sensorwatch.jobs.sql import statements
 
     s = load_settings(environ=_sasl_env())
     ddl = "\n".join(statements(s)["ddl"])
-    assert "'properties.security.protocol' = 'SASL_SSL'" in ddl and "'properties.sasl.mechanism' = 'SCRAM-SHA-512'" in ddl
+    assert (
+        "'properties.security.protocol' = 'SASL_SSL'" in ddl and "'properties.sasl.mechanism' = 'SCRAM-SHA-512'" in ddl
+    )
     assert f'username="svc" password="{SECRET}"' in ddl and "ScramLoginModule" in ddl
 
 
@@ -96,9 +104,10 @@ class _Bomb:
 def test_model_server_opens_savedmodels_only_never_a_pickle(tmp_path):
     """A version folder holding pickles instead of a SavedModel is never served and never
     unpickled; and no module the server or the job's workers import can unpickle."""
-    from serving.client import ClientConfig, ScoringClient
-    from serving.repository import ModelRepository
-    from serving.server import ModelServer
+    from sensorwatch.core.config import ServingConfig
+    from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.serving.repository import ModelRepository
+    from sensorwatch.serving.server import ModelServer
 
     MARKER.unlink(missing_ok=True)
     repo = ModelRepository(tmp_path / "models")
@@ -111,7 +120,7 @@ def test_model_server_opens_savedmodels_only_never_a_pickle(tmp_path):
     srv = ModelServer(repo.read_config(), port=0, poll_wait_s=0.2).start()
     try:
         time.sleep(1.5)
-        c = ScoringClient(ClientConfig(target=srv.target, retries=0, deadline_s=2))
+        c = ScoringClient(ServingConfig(target=srv.target, deadline_s=2), attempts=0)
         import grpc
         import numpy as np
 
@@ -126,8 +135,13 @@ def test_model_server_opens_savedmodels_only_never_a_pickle(tmp_path):
         for path in (REPO / pkg).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
                 assert not {n.split(".")[0] for n in names} & banned, f"{path}: imports {names}"
                 if isinstance(node, ast.keyword) and node.arg == "allow_pickle":
                     assert isinstance(node.value, ast.Constant) and node.value.value is False, path

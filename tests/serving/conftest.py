@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from savedmodels import export
 
-from serving.repository import ModelRepository
-from serving.server import ModelServer
+from sensorwatch.serving.repository import ModelRepository
+from sensorwatch.serving.server import ModelServer
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def repo(tmp_path) -> ModelRepository:
 
 @pytest.fixture
 def server(repo):
-    srv = ModelServer(repo.read_config(), port=0, config_file=repo.config_file, poll_wait_s=0.2,
-                      config_poll_wait_s=0.2).start()
+    srv = ModelServer(
+        repo.read_config(), port=0, config_file=repo.config_file, poll_wait_s=0.2, config_poll_wait_s=0.2
+    ).start()
     yield srv
     srv.stop()

@@ -6,6 +6,7 @@ against our server, the job's requests are the ones tensorflow/serving accepts t
 
 import grpc
 import numpy as np
+import pytest
 import tensorflow as tf
 from savedmodels import S
 from tensorflow_serving.apis import (
@@ -15,6 +16,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def test_user_client_with_official_protos(server):

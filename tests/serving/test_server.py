@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from savedmodels import S, export, reference_scores
 
-from serving.client import ClientConfig, ScoringClient
-from serving.protos import pb
+from sensorwatch.core.config import ServingConfig
+from sensorwatch.serving.client import ScoringClient
+from sensorwatch.serving.protos import pb
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
-def _client(server, **kw) -> ScoringClient:
-    return ScoringClient(ClientConfig(target=server.target, **kw))
+def _client(server, attempts: int | None = 5) -> ScoringClient:
+    return ScoringClient(ServingConfig(target=server.target), attempts=attempts)
 
 
 def _windows(n=5, seed=0):
@@ -36,7 +39,7 @@ def test_predict_equals_in_process_savedmodel(server, repo):
 
 
 def test_unknown_model_and_version_are_not_found(server):
-    c = _client(server, retries=0)
+    c = _client(server, attempts=0)
     with pytest.raises(grpc.RpcError) as exc:
         c.score("no-such-model", _windows())
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
@@ -48,11 +51,11 @@ def test_unknown_model_and_version_are_not_found(server):
 
 @pytest.mark.parametrize("bad", ["wrong_dtype", "wrong_shape", "wrong_name", "short_content"])
 def test_malformed_tensor_is_invalid_argument_and_server_keeps_serving(server, bad):
-    c = _client(server, retries=0)
+    c = _client(server, attempts=0)
     req = pb.predict_pb2.PredictRequest()
     req.model_spec.name = "pump"
     w = _windows()
-    from serving.tensors import to_tensor_proto
+    from sensorwatch.serving.tensors import to_tensor_proto
 
     if bad == "wrong_dtype":
         req.inputs["values"].CopyFrom(to_tensor_proto(w.astype(np.float64)))
@@ -77,7 +80,9 @@ def test_version_label_and_specific_version(server, repo):
     c = _client(server)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        versions = {s.version for s in c.status("pump") if s.state == pb.get_model_status_pb2.ModelVersionStatus.AVAILABLE}
+        versions = {
+            s.version for s in c.status("pump") if s.state == pb.get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        }
         if versions == {1, 2}:
             break
         time.sleep(0.1)
@@ -89,12 +94,12 @@ def test_version_label_and_specific_version(server, repo):
     assert c.score("pump", w, version=1).model_version == 1
     assert c.score("pump", w).model_version == 2  # no version: the latest
     with pytest.raises(grpc.RpcError) as exc:
-        c.score("pump", w, label="nightly", retries=0)
+        c.score("pump", w, label="nightly", attempts=0)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_roll_forward_under_load_has_zero_failed_requests(server, repo):
-    c = _client(server, retries=0)
+    c = _client(server, attempts=0)
     w = _windows(32)
     stop = threading.Event()
     seen: list[int] = []
@@ -104,7 +109,7 @@ def test_roll_forward_under_load_has_zero_failed_requests(server, repo):
         while not stop.is_set():
             try:
                 seen.append(c.score("pump", w).model_version)
-            except Exception as exc:  # every failure is recorded and fails the test
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and fails the test
                 errors.append(exc)
 
     threads = [threading.Thread(target=stream) for _ in range(4)]
@@ -150,7 +155,7 @@ def test_get_model_metadata_returns_signature(server):
 
 
 def test_get_model_status_unknown_is_not_found(server):
-    c = _client(server, retries=0)
+    c = _client(server, attempts=0)
     with pytest.raises(grpc.RpcError) as exc:
         c.status("nope")
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
@@ -159,7 +164,7 @@ def test_get_model_status_unknown_is_not_found(server):
 def test_reload_config_adds_a_model(server, repo, tmp_path):
     other = type(repo)(tmp_path / "other")
     other.publish("valve", lambda d: export(d, offset=5.0))
-    from serving.repository import config_text
+    from sensorwatch.serving.repository import config_text
 
     entries = repo.read_config() + [type(repo.read_config()[0])("valve", str(other.model_dir("valve")))]
     c = _client(server)
@@ -180,7 +185,7 @@ def test_other_rpcs_are_unimplemented(server):
 
 
 def test_binds_loopback_by_default(repo):
-    from serving.server import ModelServer
+    from sensorwatch.serving.server import ModelServer
 
     srv = ModelServer(repo.read_config(), port=0)
     try:

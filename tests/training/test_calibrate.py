@@ -3,7 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibrate import far_threshold, plot_roc, plot_scores, quantile_threshold, roc_curve
+from sensorwatch.training.calibrate import (
+    ThresholdRule,
+    far_threshold,
+    fit_threshold,
+    plot_roc,
+    plot_scores,
+    quantile_threshold,
+    roc_curve,
+)
 
 
 def test_quantile_threshold_rules():
@@ -39,3 +47,30 @@ def test_plots_are_pngs(tmp_path):
     plot_scores(tmp_path / "s.png", np.arange(200) * 5000, s, 1.0, "x")
     for f in ("roc.png", "s.png"):
         assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_threshold_returns_the_rule_that_chose_it():
+    rng = np.random.default_rng(0)
+    normal, anomalous = rng.normal(0, 1, 2000), rng.normal(5, 1, 100)
+    scores = np.concatenate([normal, anomalous])
+    y = np.concatenate([np.zeros(2000, bool), np.ones(100, bool)])
+    # labels with both classes and a target: the ROC rule
+    thr, rule = fit_threshold(scores, quantile=0.99, margin=1.5, labels=y, target_far=0.01, nonnegative=False)
+    assert rule == ThresholdRule("far", target_far=0.01) and thr == far_threshold(scores, y, 0.01)
+    assert rule.describe().startswith("ROC")
+    # the same labels without a target: the quantile rule on the normal windows only
+    thr, rule = fit_threshold(scores, quantile=0.99, margin=1.5, labels=y, nonnegative=False)
+    assert rule.kind == "quantile" and thr == quantile_threshold(normal, 0.99, 1.5, nonnegative=False)
+    # no labels, or a single class: every window counts
+    assert fit_threshold(scores, quantile=0.99, margin=1.5)[0] == quantile_threshold(scores, 0.99, 1.5)
+    only_anomalous = np.ones_like(y)
+    assert fit_threshold(scores, quantile=0.9, margin=1.0, labels=only_anomalous, target_far=0.01)[0] == (
+        quantile_threshold(scores, 0.9, 1.0)
+    )
+    assert rule.to_dict() == {
+        "kind": "quantile",
+        "quantile": 0.99,
+        "margin": 1.5,
+        "target_far": None,
+        "nonnegative": False,
+    }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 
-from sensorwatch.contracts import aggregate_record
-from sensorwatch.kafka_clients import producer
-from sensorwatch.paths import skab_dir
-from training.data import from_files, from_kafka, select
+from sensorwatch.core.contracts import aggregate_record
+from sensorwatch.core.kafka import producer
+from sensorwatch.core.paths import skab_dir
+from sensorwatch.training.data import from_files, from_kafka, select
 
 T0 = 1_700_000_000_000
 
@@ -39,10 +40,18 @@ def test_from_kafka_seeks_by_time_and_drops_repeats(settings):
 def test_from_files_aggregates_readings_and_parquet(tmp_path):
     import pandas as pd
 
-    pd.DataFrame({"sensor": ["a/x"] * 3, "window_end": [5000, 10000, 15000], "mean": [1.0, 2.0, 3.0],
-                  "stddev": [0.1] * 3, "count": [5] * 3}).to_csv(tmp_path / "agg.csv", index=False)
-    pd.DataFrame({"device": ["b"] * 10, "tag": ["y"] * 10, "ts": np.arange(10) * 1000,
-                  "value": np.arange(10.0)}).to_parquet(tmp_path / "raw.parquet")
+    pd.DataFrame(
+        {
+            "sensor": ["a/x"] * 3,
+            "window_end": [5000, 10000, 15000],
+            "mean": [1.0, 2.0, 3.0],
+            "stddev": [0.1] * 3,
+            "count": [5] * 3,
+        }
+    ).to_csv(tmp_path / "agg.csv", index=False)
+    pd.DataFrame(
+        {"device": ["b"] * 10, "tag": ["y"] * 10, "ts": np.arange(10) * 1000, "value": np.arange(10.0)}
+    ).to_parquet(tmp_path / "raw.parquet")
     got = from_files([tmp_path / "agg.csv", tmp_path / "raw.parquet"], window_ms=5000)
     np.testing.assert_array_equal(got["a/x"].mean, [1, 2, 3])
     b = got["b/y"]

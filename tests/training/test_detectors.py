@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from trainhelpers import history, train_settings
 
-from sensorwatch.windows import sequences
-from training.calibrate import quantile_threshold
-from training.detectors import KINDS, TrainingError, make_detector
-from training.trainer import split
+from sensorwatch.core.windows import sequences
+from sensorwatch.training.calibrate import quantile_threshold
+from sensorwatch.training.detectors import KINDS, TrainingError, make_detector
+from sensorwatch.training.fit import split
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 S = 16
 
@@ -70,7 +72,10 @@ def test_each_kind_flags_injected_anomalies_and_few_normal_windows(tmp_path, kin
     splits = [split(X, e, 0.2, S) for X, e in clean.values()]
     det = make_detector(kind, len(sensors), S, 3, s.training)
     det.fit([tr for tr, _, _ in splits])
-    thr = [quantile_threshold(det.score(va, g)[0], 0.995, 1.5, det.nonnegative_scores) for g, (_, va, _) in enumerate(splits)]
+    thr = [
+        quantile_threshold(det.score(va, g)[0], 0.995, 1.5, det.nonnegative_scores)
+        for g, (_, va, _) in enumerate(splits)
+    ]
     dirty, labels = _windows(s, anomalies=2.0)
     assert {lab.kind for lab in labels} >= {"spike", "level_shift", "stuck", "noise_burst", "dropout"}
     hit = fp = normal = 0

@@ -9,12 +9,15 @@ import pytest
 import tensorflow as tf
 from trainhelpers import history, train_settings
 
-from serving.client import ClientConfig, ScoringClient
-from serving.repository import ModelRepository
-from serving.server import ModelServer
-from sensorwatch.windows import sequences
-from training.export import read_report
-from training.trainer import train_fleet
+from sensorwatch.core.config import ServingConfig
+from sensorwatch.core.windows import sequences
+from sensorwatch.serving.client import ScoringClient
+from sensorwatch.serving.repository import ModelRepository
+from sensorwatch.serving.server import ModelServer
+from sensorwatch.training.export import read_report
+from sensorwatch.training.trainer import train_fleet
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 @pytest.mark.parametrize("kind,layout", [("dense_ae", "per-sensor"), ("ocsvm", "packed"), ("lstm_ae", "packed")])
@@ -25,7 +28,7 @@ def test_served_scores_equal_in_process_scores(tmp_path, kind, layout, caplog):
     repo = ModelRepository(s.serving.model_base_path)
     caplog.set_level(logging.INFO, logger="sensorwatch.serving")
     srv = ModelServer(repo.read_config(), port=0).start()
-    client = ScoringClient(ClientConfig(f"127.0.0.1:{srv.port}"))
+    client = ScoringClient(ServingConfig(target=f"127.0.0.1:{srv.port}"))
     try:
         for o in out[:3]:
             X, _ = sequences(hist[o.sensor], 16)

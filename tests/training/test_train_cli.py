@@ -8,25 +8,43 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serving.repository import ModelRepository
+import pytest
+
+from sensorwatch.serving.repository import ModelRepository
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SENSORWATCH__SERVING__MODEL_BASE_PATH": str(tmp_path / "models"),
-           "SENSORWATCH__SIMULATOR__DEVICES": "1", "SENSORWATCH__SIMULATOR__DURATION_S": "5400",
-           "SENSORWATCH__SIMULATOR__START_MS": "1700000000000"}
-    return subprocess.run([sys.executable, "-m", "sensorwatch.cli", "train", "--quiet", *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    env = {
+        **os.environ,
+        "SENSORWATCH__SERVING__MODEL_BASE_PATH": str(tmp_path / "models"),
+        "SENSORWATCH__SIMULATOR__DEVICES": "1",
+        "SENSORWATCH__SIMULATOR__DURATION_S": "5400",
+        "SENSORWATCH__SIMULATOR__START_MS": "1700000000000",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sensorwatch", "train", "--quiet", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_train_from_the_simulated_history_then_resume(tmp_path):
-    r = _run(tmp_path, "--source", "simulate", "--epochs", "2", "--workers", "1", "--sensors", "*/temperature,*/pressure")
+    r = _run(
+        tmp_path, "--source", "simulate", "--epochs", "2", "--workers", "1", "--sensors", "*/temperature,*/pressure"
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["trained"] == 2 and out["failed"] == 0
     assert ModelRepository(tmp_path / "models").models() == ["dev-0000~pressure", "dev-0000~temperature"]
-    again = json.loads(_run(tmp_path, "--source", "simulate", "--epochs", "2", "--workers", "1",
-                            "--sensors", "*/temperature,*/pressure").stdout)
+    again = json.loads(
+        _run(
+            tmp_path, "--source", "simulate", "--epochs", "2", "--workers", "1", "--sensors", "*/temperature,*/pressure"
+        ).stdout
+    )
     assert again["skipped"] == 2 and again["trained"] == 0
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from trainhelpers import history, train_settings
 
-from serving.repository import ModelRepository
+from sensorwatch.core.windows import SensorSeries
+from sensorwatch.serving.repository import ModelRepository
 from sensorwatch.simulate.history import label_intervals
-from sensorwatch.windows import SensorSeries
-from training.export import read_report
-from training.trainer import summary, train_fleet
+from sensorwatch.training.export import read_report
+from sensorwatch.training.trainer import summary, train_fleet
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def test_parallel_training_publishes_one_model_per_sensor_and_resumes(tmp_path):
@@ -66,8 +69,9 @@ def test_packed_layout_and_labelled_calibration(tmp_path):
     reports = {m: read_report(repo.model_dir(m) / "1") for m in repo.models()}
     assert all(r["layout"] == "packed" for r in reports.values())
     assert sorted(s for r in reports.values() for s in r["sensors"]) == sorted(hist)
-    labelled = [(m, sn) for m, r in reports.items() for sn, x in r["sensors"].items()
-                if x["threshold_rule"].startswith("ROC")]
+    labelled = [
+        (m, sn) for m, r in reports.items() for sn, x in r["sensors"].items() if x["threshold_rule"].startswith("ROC")
+    ]
     assert labelled, "sensors with labels in validation are calibrated on the ROC curve"
     m, sn = labelled[0]
     assert (repo.model_dir(m) / "1" / "assets.extra" / f"roc-{sn.replace('/', '~')}.png").is_file()
@@ -75,11 +79,12 @@ def test_packed_layout_and_labelled_calibration(tmp_path):
 
 
 def test_history_is_deterministic():
-    from sensorwatch.config import SimulatorConfig
+    from sensorwatch.core.config import SimulatorConfig
     from sensorwatch.simulate.history import fleet_history
 
     cfg = SimulatorConfig(devices=1, duration_s=600, start_ms=1_700_000_000_000)
     a, _ = fleet_history(cfg, 5000)
     b, _ = fleet_history(cfg, 5000)
+    assert len(a) == len(cfg.tags) and set(a) == set(b)  # an empty history must fail, not pass vacuously
     for k in a:
         np.testing.assert_array_equal(a[k].mean, b[k].mean)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import pytest
 from trainhelpers import history, train_settings
 
 from sensorwatch.simulate.history import label_intervals
-from training.tune import tune
+from sensorwatch.training.tune import tune
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def test_tune_searches_and_reports_the_best_parameters(tmp_path):

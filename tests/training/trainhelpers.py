@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sensorwatch.config import Settings, load_settings
+from sensorwatch.core.config import Settings, load_settings
 from sensorwatch.simulate.history import fleet_history
 
 START = 1_700_000_000_000
@@ -12,11 +12,14 @@ START = 1_700_000_000_000
 
 def train_settings(tmp: Path, kind: str = "dense_ae", layout: str = "per-sensor", **training) -> Settings:
     t = {"kind": kind, "epochs": 6, "workers": 1, "plots": False, **training}
-    return load_settings(None, overrides={
-        "simulator": {"devices": 2, "duration_s": 2 * 3600, "start_ms": START, "anomaly_rate_per_hour": 0.0},
-        "training": t,
-        "serving": {"model_base_path": str(tmp / "models"), "layout": layout, "packed_groups": 2},
-    })
+    return load_settings(
+        None,
+        overrides={
+            "simulator": {"devices": 2, "duration_s": 2 * 3600, "start_ms": START, "anomaly_rate_per_hour": 0.0},
+            "training": t,
+            "serving": {"model_base_path": str(tmp / "models"), "layout": layout, "packed_groups": 2},
+        },
+    )
 
 
 def history(settings: Settings, anomalies_per_hour: float = 0.0, **sim):

@@ -7,13 +7,18 @@ own guarantees.
 import numpy as np
 import pytest
 
-from udfs.batch import WindowBatch, decode, encode
+from sensorwatch.udfs.batch import WindowBatch, decode, encode
 
 
 def test_round_trip():
     rng = np.random.default_rng(0)
-    b = WindowBatch(["d1/temperature", "d2/pressure", "d3/x.y-z"], np.array([1, 2, 3]), np.array([4, 5, 6]),
-                    np.array([7, 8, 9]), rng.normal(size=(3, 16, 3)))
+    b = WindowBatch(
+        ["d1/temperature", "d2/pressure", "d3/x.y-z"],
+        np.array([1, 2, 3]),
+        np.array([4, 5, 6]),
+        np.array([7, 8, 9]),
+        rng.normal(size=(3, 16, 3)),
+    )
     d = decode(encode(b))
     assert d.sensors == b.sensors
     for name in ("start", "end", "closed", "features"):

@@ -7,16 +7,19 @@ import threading
 import time
 
 import numpy as np
-from jobworld import UNTRAINED
+import pytest
 
-from jobs import local
+from jobworld import UNTRAINED
+from sensorwatch.app import local
+from sensorwatch.core.windows import model_name, sequences
+from sensorwatch.serving.client import ScoringClient
 from sensorwatch.simulate.history import fleet_history
 from sensorwatch.stack.kafka_broker import free_port
-from sensorwatch.windows import model_name, sequences
-from serving.client import ClientConfig, ScoringClient
-from udfs.batch import WindowBatch
-from udfs.metrics import Metrics
-from udfs.scoring import BatchScorer
+from sensorwatch.udfs.batch import WindowBatch
+from sensorwatch.udfs.metrics import Metrics
+from sensorwatch.udfs.scoring import BatchScorer
+
+pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 
 def _batch(s, sensors: list[str], n: int = 1) -> WindowBatch:
@@ -30,8 +33,9 @@ def _batch(s, sensors: list[str], n: int = 1) -> WindowBatch:
         feats.append(X[-n:])
         ends.append(e[-n:])
     end = np.concatenate(ends)
-    return WindowBatch(names, end - 80_000, end, np.full(end.size, int(time.time() * 1000)),
-                       np.concatenate(feats).astype(np.float64))
+    return WindowBatch(
+        names, end - 80_000, end, np.full(end.size, int(time.time() * 1000)), np.concatenate(feats).astype(np.float64)
+    )
 
 
 def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
@@ -48,12 +52,12 @@ def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
     assert len(out) == len(batch), "one record per window"
     recs = [json.loads(o.value) for o in out]
     assert [r["sensor"] for r in recs] == batch.sensors, "records in batch order"
-    client = ScoringClient(ClientConfig.from_settings(s.serving))
+    client = ScoringClient(s.serving)
     for i, (o, r) in enumerate(zip(out, recs)):
         if r["sensor"].startswith(UNTRAINED):
             assert o.kind == "no_model" and r["status"] == "no_model" and r["score"] is None
             continue
-        direct = client.score(r["model_name"], batch.features[i:i + 1], sensors=[r["sensor"]])
+        direct = client.score(r["model_name"], batch.features[i : i + 1], sensors=[r["sensor"]])
         assert r["model_name"] == model_name(r["sensor"], "packed", s.serving.packed_groups)
         assert r["model_version"] == direct.model_version
         assert abs(r["score"] - float(direct.score[0])) < 1e-5 and r["threshold"] == float(direct.threshold[0])

@@ -1,1 +1,0 @@
-"""The PyFlink streaming job (``flink run -py jobs/...``); lands with the streaming-job issue."""

@@ -1,0 +1,60 @@
+"""``sensorwatch job`` and ``tail``: the streaming job, and its output topics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sensorwatch.app.cli.common import record_line
+from sensorwatch.core.config import Settings, TopicsConfig
+from sensorwatch.core.optional import require
+
+
+def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
+    """The streaming job on an in-process Flink mini-cluster (``flink run -py`` for a cluster)."""
+    pipeline = require("sensorwatch.jobs.pipeline", extra="job")
+    if args.explain:
+        print(pipeline.explain(settings))
+        return 0
+    pipeline.run(settings)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    """Follow the anomalies (or another output) topic and print one line per record."""
+    from sensorwatch.app.local import tail
+
+    topic = getattr(settings.kafka.topics, args.topic)
+    try:
+        for rec in tail(settings, topic, from_beginning=args.from_beginning):
+            windowed = "sensor" in rec and "window_end" in rec
+            print(json.dumps(rec) if args.json or not windowed else record_line(rec), flush=True)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "job",
+        help="run the streaming job on an in-process Flink mini-cluster",
+        description="Same job as `flink run -py jobs/anomaly_job.py`; configuration from --config, "
+        "the environment and --set.",
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one configuration key (repeatable), as `flink run -py jobs/anomaly_job.py` takes it",
+    )
+    s.add_argument("--explain", action="store_true", help="print the optimised SQL plan and exit")
+    s.set_defaults(func=cmd_job)
+
+    s = sub.add_parser("tail", help="follow the anomalies topic (one line per anomaly)")
+    s.add_argument(
+        "--topic", default="anomalies", choices=list(TopicsConfig.model_fields), help="which of kafka.topics to follow"
+    )
+    s.add_argument("--from-beginning", dest="from_beginning", action="store_true")
+    s.add_argument("--json", action="store_true", help="print whole records")
+    s.set_defaults(func=cmd_tail)

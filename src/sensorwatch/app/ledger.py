@@ -1,0 +1,123 @@
+"""What one job run wrote, read back from Kafka and keyed as a consumer dedups it.
+
+The demo waits on it for the job's output to be complete (not a fixed time), and the job
+tests reconcile with it: every reading is aggregated, late or dead-lettered, and every count
+window the job owes has its record.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sensorwatch.app import local
+from sensorwatch.core.config import Settings
+from sensorwatch.core.outputs import OUTPUTS
+from sensorwatch.simulate import Fleet
+
+
+class Ledger:
+    """Everything one job run wrote, read back from Kafka and keyed as a consumer dedups it.
+
+    ``windows_expected()`` derives the count windows the job owes from its own aggregates
+    (every run of S consecutive means of a sensor ends one window), so a test can say that
+    no window was lost without trusting the scorer's output to tell it what it should be.
+    """
+
+    def __init__(self, s: Settings):
+        self.s = s
+        self.aggregates: dict[str, dict] = {}
+        self.late: dict[str, dict] = {}
+        self.dead: dict[str, dict] = {}
+        self.outputs: dict[str, list[dict]] = {}  # window key -> every record (scores, anomalies, no-model)
+        self.raw = {"aggregates": 0, "late": 0, "dead": 0}
+
+    def readings_accounted(self) -> int:
+        return sum(r["count"] for r in self.aggregates.values()) + len(self.late) + len(self.dead)
+
+    def read_inputs(self, expected: int, timeout_s: float = 180) -> None:
+        """Aggregates, late and dead letters until they account for ``expected`` readings."""
+        t = self.s.kafka.topics
+        where = {
+            t.aggregates: (self.aggregates, "aggregates"),
+            t.late: (self.late, "late"),
+            t.dead_letters: (self.dead, "dead"),
+        }
+
+        def on_record(rec, msg) -> None:
+            store, name = where[msg.topic]
+            store[msg.key.decode()] = rec
+            self.raw[name] += 1
+
+        local.consume(self.s, list(where), lambda _r: self.readings_accounted() >= expected, timeout_s, on_record)
+
+    def windows_expected(self, exclude: str = "watermark/") -> set[str]:
+        by_sensor: dict[str, list[int]] = {}
+        for rec in self.aggregates.values():
+            if not rec["sensor"].startswith(exclude):
+                by_sensor.setdefault(rec["sensor"], []).append(rec["window_end"])
+        out = set()
+        seq = self.s.job.seq_len
+        for sensor, ends in by_sensor.items():
+            ends.sort()
+            out.update(f"{sensor}@{e}" for e in ends[seq - 1 :])
+        return out
+
+    def read_outputs(self, timeout_s: float = 120, quiet_s: float = 8, on_record=None) -> None:
+        """Scores, anomalies and no-model records until every expected window has one, or
+        nothing new came for ``quiet_s``, or ``timeout_s``; ``on_record(record, message)`` sees
+        each as it comes. Every window has a record only with ``job.emit_scores`` on."""
+        t = self.s.kafka.topics
+        want = self.windows_expected()
+        last = [time.monotonic()]
+
+        def on_output(rec, msg) -> None:
+            self.outputs.setdefault(rec["key"], []).append({**rec, "_topic": msg.topic})
+            last[0] = time.monotonic()
+            if on_record is not None:
+                on_record(rec, msg)
+
+        def done(_r) -> bool:
+            return want <= set(self.outputs) or time.monotonic() - last[0] > quiet_s
+
+        local.consume(self.s, [o.topic(t) for o in OUTPUTS], done, timeout_s, on_output)
+
+    def scored(self) -> dict[str, dict]:
+        """Window key -> its score record (anomalous windows go to the anomalies topic, the
+        others to the scores topic when ``job.emit_scores`` is on)."""
+        t = self.s.kafka.topics
+        return {k: r for k, recs in self.outputs.items() for r in recs if r["_topic"] in (t.scores, t.anomalies)}
+
+    def anomalies(self) -> list[dict]:
+        return [r for recs in self.outputs.values() for r in recs if r["_topic"] == self.s.kafka.topics.anomalies]
+
+    def duplicates(self, topic: str) -> int:
+        """Records of ``topic`` beyond the first per key: what an at-least-once consumer drops."""
+        return sum(max(0, sum(r["_topic"] == topic for r in recs) - 1) for recs in self.outputs.values())
+
+    def missing(self) -> set[str]:
+        """Windows the job owes (:meth:`windows_expected`) that have no record yet."""
+        return self.windows_expected() - set(self.outputs)
+
+
+def stream_and_account(
+    s: Settings,
+    fleet: Fleet,
+    before_flush=None,
+    inputs_timeout_s: float = 180,
+    outputs_timeout_s: float = 120,
+    quiet_s: float = 8,
+    on_output=None,
+):
+    """Stream ``fleet`` into the running job, close its last windows and read back all the job
+    wrote: ``(simulator stats, Ledger)``. ``before_flush()`` runs once the fleet is sent (join a
+    fault-injecting thread there)."""
+    from sensorwatch.simulate import simulate
+
+    stats = simulate(s.simulator, s.kafka, fleet=fleet)
+    if before_flush is not None:
+        before_flush()
+    local.flush_watermark(s, fleet.end_ms + 120_000)
+    ledger = Ledger(s)
+    ledger.read_inputs(stats.readings, timeout_s=inputs_timeout_s)
+    ledger.read_outputs(timeout_s=outputs_timeout_s, quiet_s=quiet_s, on_record=on_output)
+    return stats, ledger

@@ -1,0 +1,443 @@
+"""One typed configuration for every part of sensorwatch.
+
+Why one type: the local demo, the tests, ``flink run -py`` on a cluster and the
+docker-compose services all read the same :class:`Settings`, so pointing the job at
+another Kafka or model server is a configuration change, never a code change.
+
+Sources, later ones winning: the defaults below (documented, one for one, in
+``config/sensorwatch.yaml``), a YAML file (``--config`` or ``SENSORWATCH_CONFIG``), then
+environment variables ``SENSORWATCH__<SECTION>__<KEY>`` (for example
+``SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=broker:9092``). Unknown keys are rejected with
+a message naming the key, in files and environment alike: a typo must never silently
+fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+ENV_PREFIX = "SENSORWATCH__"
+CONFIG_ENV = "SENSORWATCH_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class TopicsConfig(_Section):
+    """Kafka topic names. Every topic the stack creates and the job reads or writes."""
+
+    readings: str = "sensorwatch.readings"
+    """raw readings in (JSON {device, tag, ts, value})"""
+    aggregates: str = "sensorwatch.aggregates"
+    """tumbling-window means per sensor: the training data"""
+    anomalies: str = "sensorwatch.anomalies"
+    """anomaly records out"""
+    scores: str = "sensorwatch.scores"
+    """every score, when job.emit_scores is on"""
+    no_model: str = "sensorwatch.no-model"
+    """windows of sensors the model server has no model for"""
+    dead_letters: str = "sensorwatch.dead-letters"
+    """rejected readings with the reason and the original payload"""
+    late: str = "sensorwatch.late"
+    """readings that arrived after their window closed"""
+    labels: str = "sensorwatch.labels"
+    """ground truth of injected anomalies (simulator)"""
+
+    def all(self) -> list[str]:
+        return [getattr(self, name) for name in type(self).model_fields]
+
+
+class KafkaConfig(_Section):
+    """How every client reaches Kafka: the local broker by default, any cluster by config."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """comma-separated host:port list"""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; applies to every client, the job included"""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"""
+    sasl_username: str | None = None
+    """with SASL_*"""
+    sasl_password: SecretStr | None = None
+    """with SASL_*; never logged or printed (prefer the environment variable)"""
+    ssl_cafile: Path | None = None
+    """with *SSL: CA bundle that signed the brokers' certificates"""
+    ssl_certfile: Path | None = None
+    """with *SSL: client certificate for mutual TLS"""
+    ssl_keyfile: Path | None = None
+    """with *SSL: client key for mutual TLS"""
+    partitions: int = Field(4, ge=1, description="partitions of each topic the stack creates")
+    replication_factor: int = Field(1, ge=1)
+    """replicas of each topic the stack creates"""
+    topics: TopicsConfig = TopicsConfig()
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError("security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password")
+        return self
+
+
+class StackConfig(_Section):
+    """The embedded local stack: a real single-node Kafka broker (KRaft) on loopback."""
+
+    work_dir: Path = Path(".sensorwatch")
+    """broker data, logs, pid and state files"""
+    kafka_port: int = Field(9092, ge=0, le=65535, description="0 picks a free port")
+    controller_port: int = Field(9093, ge=0, le=65535, description="0 picks a free port")
+    kafka_heap: str = "512m"
+    """JVM heap of the broker"""
+    start_timeout_s: float = Field(60.0, gt=0)
+    """give up when the broker is not ready this soon"""
+    message_max_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="broker and topic limit; above Kafka's 1 MB so oversized readings reach "
+        "the dead-letter topic instead of failing at the producer",
+    )
+
+
+class SimulatorConfig(_Section):
+    """The simulated fleet: devices x tags, each a sensor with its own normal behaviour."""
+
+    devices: int = Field(10, ge=1)
+    """number of devices; each carries every tag"""
+    tags: list[Literal["temperature", "pressure", "vibration"]] = [
+        "temperature",
+        "pressure",
+        "vibration",
+    ]
+    """tag kinds every device carries: temperature, pressure, vibration"""
+    interval_s: float = Field(1.0, gt=0, description="event-time spacing of one sensor's readings")
+    duration_s: float = Field(600.0, gt=0, description="event time simulated")
+    start_ms: int | None = Field(None, description="event time of the first reading; default: now - duration_s")
+    realtime: bool = Field(False, description="pace event time to wall time; else as fast as possible")
+    speed: float = Field(1.0, gt=0, description="with realtime: event-time seconds per wall-clock second")
+    seed: int = 42
+    """same seed, same readings, delivery order and ground truth"""
+    anomaly_rate_per_hour: float = Field(2.0, ge=0, description="injected anomalies per sensor per hour of event time")
+    anomaly_kinds: list[Literal["spike", "level_shift", "drift", "stuck", "noise_burst", "dropout"]] = [
+        "spike",
+        "level_shift",
+        "drift",
+        "stuck",
+        "noise_burst",
+        "dropout",
+    ]
+    """kinds injected: spike, level_shift, drift, stuck, noise_burst, dropout"""
+    anomaly_min_s: float = Field(60.0, gt=0)
+    """shortest injected anomaly"""
+    anomaly_max_s: float = Field(180.0, gt=0)
+    """longest injected anomaly; also the quiet gap between two of one sensor"""
+    warmup_s: float = Field(300.0, ge=0, description="no anomaly starts this soon after the first reading")
+    out_of_order_rate: float = Field(0.01, ge=0, le=1, description="share delivered slightly out of order")
+    out_of_order_max_s: float = Field(2.0, ge=0)
+    """largest out-of-order delay; keep <= job.out_of_orderness_ms"""
+    late_rate: float = Field(0.0, ge=0, le=1, description="share delivered after the watermark passed")
+    late_by_s: float = Field(120.0, ge=0)
+    """delay of late readings"""
+    malformed_rate: float = Field(0.0, ge=0, le=1, description="share replaced by malformed payloads")
+    labels_file: Path | None = Field(None, description="ground truth also written here (JSON lines)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SimulatorConfig:
+        if self.anomaly_min_s > self.anomaly_max_s:
+            raise ValueError("anomaly_min_s must not exceed anomaly_max_s")
+        return self
+
+
+class ValidationConfig(_Section):
+    """The reading contract's limits (enforced in the JVM by the job, in Python by tools)."""
+
+    max_payload_bytes: int = Field(4096, ge=64)
+    """larger payloads are dead-lettered (too_large)"""
+    max_abs_value: float = Field(1e12, gt=0)
+    """larger |value| is dead-lettered (bad_value)"""
+    max_past_ms: int = Field(7 * 24 * 3600 * 1000, ge=0, description="ts may lag the Kafka record time by this")
+    max_future_ms: int = Field(5 * 60 * 1000, ge=0, description="ts may lead the Kafka record time by this")
+    dead_letter_payload_chars: int = Field(65536, ge=1024)
+    """dead letters carry the payload whole up to this many characters; a longer one is cut to its head with payload_truncated and payload_chars (the original stays in the readings topic at its partition/offset), so no dead letter can exceed a Kafka record limit and stop the job"""
+
+
+class JobConfig(_Section):
+    """The streaming job: windows, watermarks, scoring, delivery guarantees."""
+
+    window_s: float = Field(5.0, gt=0, description="tumbling mean window")
+    seq_len: int = Field(16, ge=2, description="S: window means per count window")
+    slide: int = Field(1, ge=1, description="count-window slide, in means")
+    out_of_orderness_ms: int = Field(2000, ge=0)
+    """bounded out-of-orderness of the watermark"""
+    idle_timeout_ms: int = Field(5000, ge=0, description="idle partitions stop holding the watermark")
+    checkpoint_interval_ms: int = Field(5000, ge=100)
+    """Flink checkpoints; also when exactly-once output becomes visible"""
+    parallelism: int = Field(1, ge=1)
+    """Flink parallelism of the job"""
+    delivery: Literal["exactly-once", "at-least-once"] = "at-least-once"
+    """Kafka sinks: at-least-once publishes at once, keyed for dedup; exactly-once commits at checkpoints"""
+    start_from: Literal["group-offsets", "earliest", "latest"] = "group-offsets"
+    """where a job without a checkpoint starts reading; group-offsets falls back to earliest"""
+    emit_scores: bool = Field(False, description="also publish every score to the scores topic")
+    score_batch_size: int = Field(256, ge=1)
+    """windows per Predict call, at most"""
+    max_in_flight: int = Field(64, ge=1)
+    """Predict calls in flight at once per Python worker"""
+    python_bundle_ms: int = Field(20, ge=1)
+    """PyFlink bundle time: how long the Python worker may hold results before flushing them"""
+    checkpoint_dir: Path | None = None
+    """durable checkpoint folder (or URI); unset: checkpoints in JobManager memory (mini-cluster)"""
+    restore_from: str | None = None
+    """checkpoint or savepoint path to resume from (Flink's execution.state-recovery.path)"""
+    python_executable: str | None = None
+    """Python of the Flink workers; unset: the interpreter that builds the job (its virtualenv)"""
+    group_id: str = "sensorwatch-job"
+    """Kafka consumer group of the job"""
+    validation: ValidationConfig = ValidationConfig()
+
+
+class ServingConfig(_Section):
+    """The model server (local, or tensorflow/serving) and the job's client of it."""
+
+    host: str = Field("127.0.0.1", description="bind address of `sensorwatch serve`; loopback by default")
+    port: int = Field(8500, ge=0, le=65535)
+    """gRPC port of `sensorwatch serve` (tensorflow_model_server --port)"""
+    target: str = Field("127.0.0.1:8500", description="where clients dial the model server")
+    model_base_path: Path = Path(".sensorwatch/models")
+    """model repository: <base>/<model>/<version>/saved_model.pb"""
+    model_config_file: Path | None = Field(None, description="models.config; default <model_base_path>/models.config")
+    poll_wait_s: float = Field(2.0, ge=0, description="file-system poll for new versions and config")
+    deadline_s: float = Field(2.0, gt=0, description="deadline on every RPC")
+    backoff_initial_s: float = Field(
+        0.1,
+        gt=0,
+        description="first retry delay, doubling per retry; the job retries UNAVAILABLE and "
+        "DEADLINE_EXCEEDED for ever (an outage delays scoring, it never loses a window)",
+    )
+    backoff_max_s: float = Field(5.0, gt=0)
+    """longest retry delay"""
+    layout: Literal["per-sensor", "packed"] = "per-sensor"
+    """per-sensor: one model per sensor; packed: many sensors per SavedModel"""
+    packed_groups: int = Field(8, ge=1, description="packed layout: sensors hash into this many models")
+    tls_ca: Path | None = None
+    """TLS to the model server: CA certificate the client trusts"""
+    tls_cert: Path | None = None
+    """TLS: certificate (server; client for mutual TLS)"""
+    tls_key: Path | None = None
+    """TLS: private key (server; client for mutual TLS)"""
+
+    @property
+    def config_file(self) -> Path:
+        return self.model_config_file or self.model_base_path / "models.config"
+
+
+class TrainingConfig(_Section):
+    """Offline training of one model per sensor."""
+
+    kind: Literal["dense_ae", "lstm_ae", "conv_ae", "ocsvm"] = "dense_ae"
+    """model kind: dense_ae, lstm_ae, conv_ae or ocsvm"""
+    epochs: int = Field(30, ge=1)
+    """training epochs"""
+    batch_size: int = Field(64, ge=1)
+    """training batch size"""
+    learning_rate: float = Field(1e-3, gt=0)
+    """Adam learning rate"""
+    latent: int = Field(4, ge=1)
+    """autoencoder bottleneck width"""
+    hidden: int = Field(16, ge=1)
+    """autoencoder hidden width (LSTM units, Conv1D filters)"""
+    kernel_size: int = Field(5, ge=1)
+    """conv_ae kernel length, in steps"""
+    svm_nu: float = Field(0.01, gt=0, le=1)
+    """ocsvm: upper bound on the share of training windows treated as outliers"""
+    svm_max_samples: int = Field(2000, ge=10)
+    """ocsvm: training windows sampled per sensor (the SVM is quadratic in this)"""
+    scale_floor: float = Field(0.05, ge=0)
+    """normalisation scale >= this x |feature mean|, so near-constant features (the count) do not explode"""
+    min_windows: int = Field(32, ge=1)
+    """a sensor with fewer training windows is reported as failed, not trained"""
+    chunk_size: int = Field(256, ge=1)
+    """per-sensor layout: sensors trained together as one stacked (vectorised) model"""
+    jit_compile: bool = True
+    """compile the training step with XLA (several times faster on CPU for small stacked models)"""
+    plots: bool = True
+    """write a validation-score PNG (and a ROC PNG with labels) per sensor into the version"""
+    validation_split: float = Field(0.2, gt=0, lt=1)
+    """share of windows held out to calibrate the threshold"""
+    threshold_quantile: float = Field(0.995, gt=0, lt=1)
+    """threshold = this quantile of validation scores x threshold_margin"""
+    threshold_margin: float = Field(1.5, gt=0, description="threshold = quantile x margin")
+    target_far: float = Field(0.01, gt=0, lt=1, description="with labels: false-alarm rate to aim for")
+    workers: int = Field(0, ge=0, description="parallel processes; 0 = all cores")
+    seed: int = 0
+    """training seed"""
+
+
+class Settings(_Section):
+    """Everything sensorwatch reads. See ``config/sensorwatch.yaml`` for each default."""
+
+    kafka: KafkaConfig = KafkaConfig()
+    stack: StackConfig = StackConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    job: JobConfig = JobConfig()
+    serving: ServingConfig = ServingConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+def _suggest(key: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            model: Any = Settings
+            for part in e["loc"][:-1]:
+                field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+                model = field.annotation if field else None
+            choices = list(model.model_fields) if hasattr(model, "model_fields") else []
+            lines.append(f"unknown key {loc!r} in {source}{_suggest(str(e['loc'][-1]), choices)}")
+        else:
+            lines.append(f"{loc}: {e['msg']} (in {source})")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``SENSORWATCH__JOB__WINDOW_S=10`` -> ``{"job": {"window_s": "10"}}`` (YAML-typed)."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["job.window_s=10", ...]`` -> ``{"job": {"window_s": 10}}``, values YAML-typed.
+
+    The ``--set SECTION.KEY=VALUE`` of ``sensorwatch job`` and of the ``flink run -py`` entry
+    point; the result goes to :func:`load_settings`'s ``overrides``, which validates it.
+
+    >>> parse_overrides(["job.window_s=10", "kafka.topics.readings=r"])
+    {'job': {'window_s': 10}, 'kafka': {'topics': {'readings': 'r'}}}
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes section.key=value, got {pair!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r} conflicts with another --set")
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return out
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Load the configuration: defaults, then the YAML file, then the environment, then overrides."""
+    environ = dict(os.environ) if environ is None else environ
+    path = path or environ.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"configuration file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"configuration file {p} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"configuration file {p} must hold a mapping at the top")
+        data = loaded
+        source = str(p)
+    env = _env_overrides(environ)
+    if env:
+        source += " + environment"
+    data = _merge(_merge(data, env), overrides or {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+
+
+def defaults_yaml() -> str:
+    """Every key with its default and description, as a commented YAML file.
+
+    ``config/sensorwatch.yaml`` is this text; a test keeps the two identical, so the
+    documented defaults can never drift from the code.
+    """
+    lines = [
+        "# sensorwatch configuration: every key, its default, and what it means.",
+        "# Generated by `sensorwatch config defaults`; a test keeps it equal to the code.",
+        "# Override any key here or with SENSORWATCH__<SECTION>__<KEY> environment variables.",
+    ]
+
+    def emit(model: BaseModel, indent: int) -> None:
+        pad = "  " * indent
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                lines.append("")
+                doc = (type(value).__doc__ or "").strip().splitlines()[0]
+                lines.append(f"{pad}# {doc}")
+                lines.append(f"{pad}{name}:")
+                emit(value, indent + 1)
+                continue
+            if field.description:
+                lines.append(f"{pad}# {field.description}")
+            dumped = json_value(value)
+            text = yaml.safe_dump({name: dumped}, default_flow_style=True, width=200).strip()
+            lines.append(f"{pad}{text[1:-1]}" if text.startswith("{") else f"{pad}{text}")
+
+    emit(Settings(), 0)
+    return "\n".join(lines) + "\n"
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, SecretStr):
+        return "**********"
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    return value

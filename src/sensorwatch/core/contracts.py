@@ -1,0 +1,292 @@
+"""Message contracts: what travels on each topic, as JSON.
+
+The reading contract is enforced in the JVM by the job (``jvm/flink/.../ReadingParser.java``)
+and mirrored here for the simulator, the CLI and tests; ``tests/vectors/readings.json``
+holds cases that both must classify alike (same reason code).
+
+* reading     ``{"device", "tag", "ts", "value"}``; ts is epoch ms or ISO-8601 with an offset.
+  A sensor is ``device/tag``.
+* aggregate   ``{"sensor", "device", "tag", "window_start", "window_end", "mean", "stddev", "count",
+  "closed_ts"}``; Kafka key ``sensor@window_end``, Kafka timestamp the window end.
+* anomaly     see :func:`anomaly_record`; carries sensor, window bounds, the S values,
+  score, threshold, model name and version, event and processing times.
+* no-model    an anomaly-shaped record with ``"status": "no_model"`` (or ``"error"``) on its own topic.
+* late        ``{"sensor", "ts", "value", "watermark", "payload", "topic", "partition", "offset", "kafka_ts"}``
+* dead letter ``{"reason", "payload", "topic", "partition", "offset", "kafka_ts"}``:
+  the original payload, whole, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sensorwatch.core.config import ValidationConfig
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_TS = 253402300799999  # 9999-12-31T23:59:59.999Z
+_DEFAULT_LIMITS = ValidationConfig()
+READING_FIELDS = ("device", "tag", "ts", "value")
+
+#: Reason codes, identical to ReadingParser.java.
+REASON_CODES = (
+    "empty",
+    "too_large",
+    "malformed_json",
+    "not_object",
+    "unknown_field",
+    "missing_field",
+    "bad_type",
+    "bad_id",
+    "bad_ts",
+    "bad_value",
+    "ts_too_old",
+    "ts_in_future",
+)
+
+
+class ContractError(ValueError):
+    """A message that violates its contract. ``code`` is one of :data:`REASON_CODES`."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    device: str
+    tag: str
+    ts: int
+    value: float
+
+    @property
+    def sensor(self) -> str:
+        return sensor_id(self.device, self.tag)
+
+    def to_json(self) -> str:
+        return json.dumps({"device": self.device, "tag": self.tag, "ts": self.ts, "value": self.value})
+
+
+def sensor_id(device: str, tag: str) -> str:
+    return f"{device}/{tag}"
+
+
+def split_sensor(sensor: str) -> tuple[str, str]:
+    device, _, tag = sensor.partition("/")
+    if not tag:
+        raise ValueError(f"sensor id {sensor!r} is not device/tag")
+    return device, tag
+
+
+def _trunc(s: str) -> str:
+    return s if len(s) <= 80 else f"{s[:80]}...({len(s)} chars)"
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _reject_constant(name: str) -> float:
+    raise ContractError("malformed_json", f"non-standard number {name}")
+
+
+def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ContractError("malformed_json", f"duplicate field {k!r}")
+        out[k] = v
+    return out
+
+
+def parse_ts(raw: Any) -> int:
+    """Epoch ms from an integer or an ISO-8601 string with an offset."""
+    if isinstance(raw, bool) or raw is None or isinstance(raw, (float, list, dict)):
+        raise ContractError("bad_type", f"ts must be epoch milliseconds or an ISO-8601 string, got {_kind(raw)}")
+    if isinstance(raw, int):
+        if not -(2**63) <= raw < 2**63:
+            raise ContractError("bad_ts", f"ts {_trunc(str(raw))} is out of range")
+        return raw
+    try:
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        dt = None
+    if dt is None or dt.tzinfo is None or "T" not in raw:
+        raise ContractError("bad_ts", f"ts string must be ISO-8601 with a UTC offset, got {_trunc(raw)!r}")
+    return int(dt.timestamp() * 1000)
+
+
+def parse_reading(
+    payload: str | bytes | None, kafka_ts: int | None = None, limits: ValidationConfig = _DEFAULT_LIMITS
+) -> Reading:
+    """Validate one reading payload; raise :class:`ContractError` with a reason code."""
+    if payload is None:
+        raise ContractError("empty", "record has no value")
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > limits.max_payload_bytes:
+        raise ContractError("too_large", f"payload of {len(raw)} bytes exceeds {limits.max_payload_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError("malformed_json", f"not UTF-8: {exc.reason}") from None
+    if not text.strip():
+        raise ContractError("empty", "payload is empty")
+    try:
+        obj = json.loads(text, object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ContractError("malformed_json", exc.msg) from None
+    except RecursionError:
+        raise ContractError("malformed_json", "nesting too deep") from None
+    if not isinstance(obj, dict):
+        raise ContractError("not_object", f"payload is a JSON {_kind(obj)}, not an object")
+    for key in obj:
+        if key not in READING_FIELDS:
+            raise ContractError("unknown_field", f"unknown field {_trunc(key)!r}")
+    ids = {}
+    for name in ("device", "tag"):
+        if name not in obj:
+            continue
+        v = obj[name]
+        if not isinstance(v, str):
+            raise ContractError("bad_type", f"{name} must be a string, got {_kind(v)}")
+        if not ID_PATTERN.fullmatch(v):
+            raise ContractError("bad_id", f"{name} must match {ID_PATTERN.pattern}, got {_trunc(v)!r}")
+        ids[name] = v
+    ts = parse_ts(obj["ts"]) if "ts" in obj else None
+    value = None
+    if "value" in obj:
+        v = obj["value"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ContractError("bad_type", f"value must be a number, got {_kind(v)}")
+        value = float(v) if not isinstance(v, int) or abs(v) < 2**1023 else math.inf
+        if not math.isfinite(value):
+            raise ContractError("bad_value", f"value {_trunc(str(v))} is not finite")
+        if abs(value) > limits.max_abs_value:
+            raise ContractError("bad_value", f"value {_trunc(str(v))} exceeds |{limits.max_abs_value}|")
+    for name in READING_FIELDS:
+        if name not in obj:
+            raise ContractError("missing_field", f'missing field "{name}"')
+    assert ts is not None and value is not None
+    if ts < 0 or ts > MAX_TS:
+        raise ContractError("bad_ts", f"ts {ts} is outside year 1970..9999")
+    if kafka_ts is not None:
+        if ts < kafka_ts - limits.max_past_ms:
+            raise ContractError(
+                "ts_too_old", f"ts {ts} is more than {limits.max_past_ms} ms before the record time {kafka_ts}"
+            )
+        if ts > kafka_ts + limits.max_future_ms:
+            raise ContractError(
+                "ts_in_future", f"ts {ts} is more than {limits.max_future_ms} ms after the record time {kafka_ts}"
+            )
+    return Reading(ids["device"], ids["tag"], ts, value)
+
+
+def aggregate_record(
+    sensor: str, window_start: int, window_end: int, mean: float, stddev: float, count: int
+) -> dict[str, Any]:
+    """One tumbling window of one sensor, as the job publishes it to the aggregates topic (training data)."""
+    device, tag = split_sensor(sensor)
+    return {
+        "sensor": sensor,
+        "device": device,
+        "tag": tag,
+        "window_start": window_start,
+        "window_end": window_end,
+        "mean": mean,
+        "stddev": stddev,
+        "count": count,
+    }
+
+
+def anomaly_record(
+    *,
+    sensor: str,
+    window_start: int,
+    window_end: int,
+    values: list[float],
+    score: float | None,
+    threshold: float | None,
+    is_anomaly: bool,
+    model_name: str | None,
+    model_version: int | None,
+    processing_ts: int,
+    status: str = "scored",
+    per_step_error: list[float] | None = None,
+    window_closed_ts: int | None = None,
+    stddev: list[float] | None = None,
+    counts: list[float] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The record consumers of the anomalies (and scores, no-model) topics receive.
+
+    ``event_ts`` is the window end: the event time at which the evidence was complete.
+    ``key`` is unique per sensor and window, so an at-least-once consumer can drop repeats.
+    ``window_closed_ts`` is the wall-clock time the job closed the last tumbling window;
+    ``processing_ts`` minus it is the job's scoring latency. ``status`` is ``scored``,
+    ``no_model`` (no model serves this sensor yet) or ``error`` (the model server refused the
+    window; ``error`` says why).
+    """
+    device, tag = split_sensor(sensor)
+    return {
+        "key": f"{sensor}@{window_end}",
+        "status": status,
+        "sensor": sensor,
+        "device": device,
+        "tag": tag,
+        "window_start": window_start,
+        "window_end": window_end,
+        "values": values,
+        "score": score,
+        "threshold": threshold,
+        "is_anomaly": is_anomaly,
+        "model_name": model_name,
+        "model_version": model_version,
+        "event_ts": window_end,
+        "processing_ts": processing_ts,
+        "per_step_error": per_step_error,
+        "stddev": stddev,
+        "counts": counts,
+        "window_closed_ts": window_closed_ts,
+        "error": error,
+    }
+
+
+def dead_letter_record(
+    reason: str,
+    payload: str | None,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    kafka_ts: int | None,
+    max_payload_chars: int = 65536,
+) -> dict[str, Any]:
+    """The dead-letter contract (the job writes the same in SQL): the payload whole up to
+    ``max_payload_chars`` (``job.validation.dead_letter_payload_chars``), else its head; the
+    original stays addressable in its topic at ``partition``/``offset``."""
+    cut = payload is not None and len(payload) > max_payload_chars
+    return {
+        "reason": reason,
+        "payload": payload[:max_payload_chars] if cut else payload,
+        "payload_truncated": cut,
+        "payload_chars": None if payload is None else len(payload),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "kafka_ts": kafka_ts,
+    }

@@ -1,0 +1,205 @@
+"""The JVM half of the job, as Flink SQL generated from :class:`~sensorwatch.core.config.Settings`.
+
+Every per-reading step runs here, in the JVM, at SQL speed (measured on two cores: 90-170k rows/s
+for TUMBLE against ~1.5k rows/s for a Python keyed window; see docs/BENCHMARKS.md):
+
+1. ``readings``: the Kafka source, ``format = raw``; the rowtime is the reading's own ts (the
+   Kafka record time for an invalid reading, so a hostile ts cannot drag the watermark),
+   watermarks ``rowtime - out_of_orderness``, idle partitions excluded after ``idle_timeout_ms``.
+2. ``parsed``: ``parse_reading`` (Java) validates each payload; invalid ones go to the
+   dead-letter topic, reason and whole payload included (Flink counter ``sensorwatch.invalid``).
+3. Valid readings at or behind the current watermark are *late*: they go to the late topic
+   (metric ``late``). Everything else is ahead of the watermark and so is certain to reach its
+   window, which is why ``readings = aggregated + late + invalid`` holds exactly.
+4. ``aggregates``: TUMBLE mean, population stddev and count per sensor, stamped with the
+   wall-clock time the window fired (``closed_ts``), published to the aggregates topic
+   (training data; Kafka timestamp = window end).
+5. ``count_windows``: ``ARRAY_AGG ... OVER (PARTITION BY sensor ORDER BY window_time ROWS S-1
+   PRECEDING)``; the rule is :mod:`sensorwatch.core.windows`' and a test holds the two equal.
+6. ``batches``: a second TUMBLE of the same size over the count windows, grouped by shard,
+   packs every window that closed at the same event time into one byte batch
+   (``pack_windows``). It fires on the same watermark as step 4, so batching adds no latency,
+   and Python sees one row per shard and window end instead of one per sensor.
+"""
+
+from __future__ import annotations
+
+from sensorwatch.core.config import KafkaConfig, Settings
+from sensorwatch.core.kafka import java_properties
+from sensorwatch.core.outputs import OUTPUTS
+
+FUNCTIONS = {
+    "parse_reading": "io.sensorwatch.flink.ParseReading",
+    "reading_time": "io.sensorwatch.flink.ReadingTime",
+    "epoch_ms": "io.sensorwatch.flink.EpochMillis",
+    "now_ms": "io.sensorwatch.flink.NowMillis",
+    "shard_of": "io.sensorwatch.flink.ShardOf",
+    "tally": "io.sensorwatch.flink.Tally",
+    "pack_windows": "io.sensorwatch.flink.PackWindows",
+}
+
+
+def _q(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _with(options: dict[str, str]) -> str:
+    return "WITH (\n  " + ",\n  ".join(f"{_q(k)} = {_q(v)}" for k, v in options.items()) + "\n)"
+
+
+def kafka_properties(cfg: KafkaConfig) -> dict[str, str]:
+    """The Java client's settings of :class:`KafkaConfig` as the connector's ``properties.*`` options."""
+    return {f"properties.{k}": v for k, v in java_properties(cfg).items()}
+
+
+def _sink_options(s: Settings, topic: str, name: str, value_format: str) -> dict[str, str]:
+    job = s.job
+    opts = {
+        "connector": "kafka",
+        "topic": topic,
+        **kafka_properties(s.kafka),
+        "key.format": "raw",
+        "key.fields": "k",
+        "value.format": value_format,
+        "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": job.delivery,
+        # records up to the topics' limit (stack.message_max_bytes), not the client's 1 MB default:
+        # a record the producer refuses fails the job, and a restart would only refuse it again
+        "properties.max.request.size": str(s.stack.message_max_bytes),
+    }
+    if job.delivery == "exactly-once":
+        opts["sink.transactional-id-prefix"] = f"{job.group_id}-{name}"
+        # a transaction must outlive the checkpoint interval plus a restart
+        opts["properties.transaction.timeout.ms"] = str(max(60_000, 10 * job.checkpoint_interval_ms))
+    else:
+        opts["properties.linger.ms"] = "5"
+    return opts
+
+
+def _interval(ms: int) -> str:
+    return f"INTERVAL '{ms / 1000:.3f}' SECOND"
+
+
+def statements(s: Settings) -> dict[str, list[str]]:
+    """``{"ddl": [...], "views": [...], "inserts": [...]}``: the job's SQL, in order.
+
+    The Python half reads the view ``batches`` and writes the table ``scored`` (kind, k, v); the
+    inserts from ``scored`` are in ``scored_inserts``.
+    """
+    job, t = s.job, s.kafka.topics
+    v = job.validation
+    w_ms = int(job.window_s * 1000)
+    limits = (
+        f"CAST({v.max_past_ms} AS BIGINT), CAST({v.max_future_ms} AS BIGINT), "
+        f"{v.max_payload_bytes}, CAST({v.max_abs_value!r} AS DOUBLE)"
+    )
+    start_mode = {"group-offsets": "group-offsets", "earliest": "earliest-offset", "latest": "latest-offset"}[
+        job.start_from
+    ]
+    source = {
+        "connector": "kafka",
+        "topic": t.readings,
+        **kafka_properties(s.kafka),
+        "properties.group.id": job.group_id,
+        "properties.auto.offset.reset": "earliest",
+        "properties.isolation.level": "read_committed",
+        "scan.startup.mode": start_mode,
+        "format": "raw",
+    }
+    ddl = [
+        *(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {n} AS {_q(c)} LANGUAGE JAVA" for n, c in FUNCTIONS.items()),
+        f"""CREATE TEMPORARY TABLE readings (
+  payload STRING,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
+  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  rt AS reading_time(payload, kafka_ts, {limits}),
+  WATERMARK FOR rt AS rt - {_interval(job.out_of_orderness_ms)}
+) {_with(source)}""",
+        f"""CREATE TEMPORARY TABLE dead_letters_out (
+  k STRING, reason STRING, payload STRING, payload_truncated BOOLEAN, payload_chars INT, topic STRING,
+  `partition` INT, `offset` BIGINT, kafka_ts BIGINT
+) {_with(_sink_options(s, t.dead_letters, "dead-letters", "json"))}""",
+        f"""CREATE TEMPORARY TABLE late_out (
+  k STRING, sensor STRING, ts BIGINT, `value` DOUBLE, `watermark` BIGINT, payload STRING, topic STRING,
+  `partition` INT, `offset` BIGINT, kafka_ts BIGINT
+) {_with(_sink_options(s, t.late, "late", "json"))}""",
+        f"""CREATE TEMPORARY TABLE aggregates_out (
+  k STRING, sensor STRING, device STRING, tag STRING, window_start BIGINT, window_end BIGINT,
+  mean DOUBLE, stddev DOUBLE, `count` BIGINT, closed_ts BIGINT,
+  kts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'
+) {_with(_sink_options(s, t.aggregates, "aggregates", "json"))}""",
+        *(
+            f"""CREATE TEMPORARY TABLE {o.topic_field}_out (k STRING, v STRING) {
+                _with(_sink_options(s, o.topic(t), o.topic_field, "raw"))
+            }"""
+            for o in OUTPUTS
+            if o.enabled(s)
+        ),
+    ]
+    src = _q(t.readings)
+    cut = v.dead_letter_payload_chars
+    views = [
+        f"""CREATE TEMPORARY VIEW parsed AS
+SELECT parse_reading(payload, kafka_ts, {limits}) AS r, payload, kafka_ts, kafka_partition, kafka_offset, rt
+FROM readings""",
+        """CREATE TEMPORARY VIEW on_time AS
+SELECT tally('on_time', r.device) AS device, r.tag AS tag, r.val AS val, rt
+FROM parsed
+WHERE r.reason IS NULL AND (CURRENT_WATERMARK(rt) IS NULL OR rt > CURRENT_WATERMARK(rt))""",
+        f"""CREATE TEMPORARY VIEW aggregates AS
+SELECT sensor, device, tag, window_start, window_end, window_time,
+  s1 / cnt AS mean, SQRT(GREATEST(s2 / cnt - (s1 / cnt) * (s1 / cnt), 0.0)) AS stddev, cnt, now_ms() AS closed_ts
+FROM (
+  SELECT CONCAT(device, '/', tag) AS sensor, device, tag, window_start, window_end, window_time,
+    SUM(val) AS s1, SUM(val * val) AS s2, COUNT(*) AS cnt
+  FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(rt), {_interval(w_ms)}))
+  GROUP BY device, tag, window_start, window_end, window_time
+)""",
+        f"""CREATE TEMPORARY VIEW count_windows AS
+SELECT sensor, window_time, first_start, window_end_ms, closed_ts, means, stddevs, counts
+FROM (
+  SELECT sensor, window_time, epoch_ms(window_end) AS window_end_ms, closed_ts,
+    MIN(epoch_ms(window_start)) OVER w AS first_start,
+    ARRAY_AGG(mean) OVER w AS means,
+    ARRAY_AGG(stddev) OVER w AS stddevs,
+    ARRAY_AGG(cnt) OVER w AS counts,
+    COUNT(*) OVER w AS n
+  FROM aggregates
+  WINDOW w AS (PARTITION BY sensor ORDER BY window_time ROWS BETWEEN {job.seq_len - 1} PRECEDING AND CURRENT ROW)
+)
+WHERE n = {job.seq_len}{"" if job.slide == 1 else f" AND MOD(window_end_ms / {w_ms}, {job.slide}) = 0"}""",
+        f"""CREATE TEMPORARY VIEW batches AS
+SELECT shard, epoch_ms(window_end) AS batch_end,
+  pack_windows(sensor, first_start, window_end_ms, closed_ts, means, stddevs, counts) AS batch
+FROM TABLE(TUMBLE(
+  (SELECT shard_of(sensor, {s.serving.packed_groups}) AS shard, * FROM count_windows),
+  DESCRIPTOR(window_time), {_interval(w_ms)}))
+GROUP BY shard, window_start, window_end""",
+    ]
+    inserts = [
+        f"""INSERT INTO dead_letters_out
+SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),
+  tally('invalid', r.reason),
+  CASE WHEN CHAR_LENGTH(payload) > {cut} THEN SUBSTRING(payload, 1, {cut}) ELSE payload END,
+  COALESCE(CHAR_LENGTH(payload) > {cut}, FALSE), CHAR_LENGTH(payload),
+  {src}, kafka_partition, kafka_offset, epoch_ms(kafka_ts)
+FROM parsed WHERE r.reason IS NOT NULL""",
+        f"""INSERT INTO late_out
+SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),
+  tally('late', CONCAT(r.device, '/', r.tag)), r.ts, r.val, epoch_ms(CURRENT_WATERMARK(rt)), payload, {src},
+  kafka_partition, kafka_offset, epoch_ms(kafka_ts)
+FROM parsed
+WHERE r.reason IS NULL AND CURRENT_WATERMARK(rt) IS NOT NULL AND rt <= CURRENT_WATERMARK(rt)""",
+        """INSERT INTO aggregates_out
+SELECT CONCAT(sensor, '@', CAST(epoch_ms(window_end) AS STRING)), sensor, device, tag,
+  epoch_ms(window_start), epoch_ms(window_end), mean, stddev, cnt, closed_ts, window_end
+FROM aggregates""",
+    ]
+    scored_inserts = [
+        f"INSERT INTO {o.topic_field}_out SELECT k, v FROM scored WHERE kind = {_q(o.kind)}"
+        for o in OUTPUTS
+        if o.enabled(s)
+    ]
+    return {"ddl": ddl, "views": views, "inserts": inserts, "scored_inserts": scored_inserts}

@@ -1,0 +1,94 @@
+"""One sensor's (or a group's) detector fitted and calibrated in memory, nothing published.
+
+The trainer publishes what :func:`fit_calibrated` returns; the tuner and evaluations use it
+as it is, so none of them repeats the loop of windowing, splitting, fitting and calibrating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensorwatch.core.config import TrainingConfig
+from sensorwatch.core.windows import FEATURES, SensorSeries, sequences
+from sensorwatch.training.calibrate import ThresholdRule, fit_threshold
+
+
+def split(X: np.ndarray, ends: np.ndarray, val_frac: float, seq_len: int):
+    """Train on the earlier windows, validate on the later ones, with a gap of S-1 windows so
+    that no reading is in both (count windows overlap)."""
+    n_val = max(1, int(round(X.shape[0] * val_frac)))
+    n_train = max(0, X.shape[0] - n_val - (seq_len - 1))
+    return X[:n_train], X[X.shape[0] - n_val :], ends[X.shape[0] - n_val :]
+
+
+def _labelled(ends: np.ndarray, seq_len: int, window_ms: int, labels: list[tuple[int, int]]) -> np.ndarray:
+    """Windows that overlap a labelled anomaly interval [start, end)."""
+    y = np.zeros(ends.size, dtype=bool)
+    starts = ends - seq_len * window_ms
+    for a, b in labels:
+        y |= (starts < b) & (ends > a)
+    return y
+
+
+@dataclass
+class Prepared:
+    """One sensor's count windows, split for training and calibration."""
+
+    train: np.ndarray  # [N, S, F], labelled anomalies removed
+    val: np.ndarray  # [M, S, F], the latest windows
+    val_ends: np.ndarray  # [M] window ends
+    val_labels: np.ndarray  # [M] bool: overlaps a labelled anomaly
+    windows: int  # all windows of the series
+
+
+def prepare(
+    series: SensorSeries, labels: list[tuple[int, int]], seq_len: int, slide: int, window_ms: int, val_frac: float
+) -> Prepared:
+    """Windows as the job forms them, split in time; labelled anomalies never teach "normal"."""
+    X, ends = sequences(series, seq_len, slide, window_ms)
+    y = _labelled(ends, seq_len, window_ms, labels)
+    train, val, val_ends = split(X, ends, val_frac, seq_len)
+    return Prepared(train[~y[: train.shape[0]]], val, val_ends, y[X.shape[0] - val.shape[0] :], X.shape[0])
+
+
+@dataclass
+class Calibrated:
+    """A stacked detector of G groups, its loss curves, and each group's validation scores,
+    threshold and rule. The thresholds are already in the detector (what serving reads)."""
+
+    detector: object  # training.detectors.Detector (imported lazily: it imports TensorFlow)
+    curves: list[list[float]]
+    val_scores: list[np.ndarray]
+    thresholds: list[float]
+    rules: list[ThresholdRule]
+
+    def flags(self, windows: np.ndarray, g: int) -> np.ndarray:
+        """Group g's windows [N, S, F] over its threshold, as serving flags them."""
+        return self.detector.score(windows, g)[0] > self.thresholds[g]
+
+
+def fit_calibrated(data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_labels: bool = True) -> Calibrated:
+    """Fit one stacked detector on every group's training windows and calibrate each group's
+    threshold on its validation windows (with their labels when ``use_labels``)."""
+    from sensorwatch.training.detectors import make_detector
+
+    det = make_detector(cfg.kind, len(data), seq_len, len(FEATURES), cfg)
+    curves = det.fit([d.train for d in data])
+    scores, thresholds, rules = [], [], []
+    for g, d in enumerate(data):
+        s = det.score(d.val, g)[0]
+        thr, rule = fit_threshold(
+            s,
+            quantile=cfg.threshold_quantile,
+            margin=cfg.threshold_margin,
+            nonnegative=det.nonnegative_scores,
+            labels=d.val_labels,
+            target_far=cfg.target_far if use_labels else None,
+        )
+        scores.append(s)
+        thresholds.append(thr)
+        rules.append(rule)
+    det.threshold.assign(np.asarray(thresholds, np.float32))
+    return Calibrated(det, curves, scores, thresholds, rules)

@@ -1,0 +1,62 @@
+"""Decoding the byte batches ``pack_windows`` (``jvm/flink/.../PackWindows.java``) builds.
+
+One batch holds every count window of one shard that closed at one event time. Decoding is a
+handful of ``numpy.frombuffer`` views: no per-window Python work before the Predict call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sensorwatch.core.windows import FEATURES
+
+
+@dataclass
+class WindowBatch:
+    """Count windows of several sensors, row i belonging to ``sensors[i]``."""
+
+    sensors: list[str]
+    start: np.ndarray  # int64 ms: start of the first tumbling window
+    end: np.ndarray  # int64 ms: end of the last tumbling window (the window's event time)
+    closed: np.ndarray  # int64 ms: wall clock when the last tumbling window fired
+    features: np.ndarray  # float64 [n, S, F] in the order of FEATURES
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+    def take(self, idx: np.ndarray | list[int]) -> WindowBatch:
+        idx = np.asarray(idx, dtype=np.int64)
+        return WindowBatch(
+            [self.sensors[i] for i in idx], self.start[idx], self.end[idx], self.closed[idx], self.features[idx]
+        )
+
+
+def decode(buf: bytes) -> WindowBatch:
+    """The batch in ``buf``; raises ValueError when the layout does not add up."""
+    if len(buf) < 8:
+        raise ValueError(f"window batch of {len(buf)} bytes has no header")
+    n, s = (int(x) for x in np.frombuffer(buf, dtype="<i4", count=2))
+    f = len(FEATURES)
+    fixed = 8 + 24 * n + 8 * f * n * s
+    if n < 0 or s < 0 or len(buf) < fixed:
+        raise ValueError(f"window batch header n={n} S={s} does not fit {len(buf)} bytes")
+    times = np.frombuffer(buf, dtype="<i8", count=3 * n, offset=8).reshape(3, n)
+    feats = np.frombuffer(buf, dtype="<f8", count=f * n * s, offset=8 + 24 * n).reshape(f, n, s)
+    names = bytes(buf[fixed:]).decode("utf-8").split("\n") if n else []
+    if len(names) != n:
+        raise ValueError(f"window batch names {len(names)} sensors for {n} windows")
+    return WindowBatch(
+        names, times[0].copy(), times[1].copy(), times[2].copy(), np.ascontiguousarray(feats.transpose(1, 2, 0))
+    )
+
+
+def encode(batch: WindowBatch) -> bytes:
+    """The inverse of :func:`decode` (tests and the bench; the job's batches come from Java)."""
+    n = len(batch)
+    s = batch.features.shape[1] if n else 0
+    head = np.array([n, s], dtype="<i4").tobytes()
+    times = np.stack([batch.start, batch.end, batch.closed]).astype("<i8").tobytes()
+    feats = np.asarray(batch.features, dtype="<f8").transpose(2, 0, 1).tobytes()
+    return head + times + feats + "\n".join(batch.sensors).encode("utf-8")

@@ -1,0 +1,247 @@
+"""Scoring a batch of count windows against the model server: the job's Python half.
+
+Free of PyFlink so that it is tested on its own against the real gRPC server;
+:mod:`sensorwatch.udfs.flink` wraps it in a PyFlink function. The rules:
+
+* windows are grouped by model (:func:`sensorwatch.core.windows.model_name`); each group is one
+  Predict call of at most ``score_batch_size`` windows, up to ``max_in_flight`` calls at once;
+* every call has a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried *for ever* under
+  :class:`~sensorwatch.core.retry.RetryPolicy`: a model server that is down delays scoring
+  (Flink back-pressures the source) and never loses a window;
+* NOT_FOUND (no such model), and ``known = False`` from a packed model, give a ``no_model``
+  record; any other refusal (a model trained for another S, say) gives an ``error`` record with
+  the server's message. Neither is silent;
+* records come out in batch order, one per window, tagged with their kind from
+  :data:`sensorwatch.core.outputs.OUTPUTS`: an anomaly, a score (``emit_scores``), or a
+  no-model record (status ``no_model`` or ``error``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from sensorwatch.core.config import Settings
+from sensorwatch.core.contracts import anomaly_record
+from sensorwatch.core.outputs import ANOMALY, NO_MODEL, SCORE
+from sensorwatch.core.retry import RetryPolicy
+from sensorwatch.core.windows import model_name
+from sensorwatch.serving.client import (
+    RETRYABLE,
+    ScoreResult,
+    ScoringClient,
+    parse_response,
+    predict_request,
+    score_inputs,
+)
+from sensorwatch.udfs.batch import WindowBatch
+from sensorwatch.udfs.metrics import Metrics
+
+log = logging.getLogger("sensorwatch.scoring")
+anomaly_log = logging.getLogger("sensorwatch.anomalies")
+
+#: Upper bounds (ms) of the scoring-latency histogram's buckets; the last is +inf.
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record for a Kafka topic: ``kind`` (an :class:`~sensorwatch.core.outputs.OutputKind`'s) picks it."""
+
+    kind: str
+    key: str
+    value: str
+
+
+@dataclass
+class _Call:
+    model: str
+    rows: np.ndarray
+    attempt: int = 0
+    future: grpc.Future | None = None
+
+
+class BatchScorer:
+    """Scores :class:`WindowBatch` es; one per Python worker, holding one gRPC channel."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.retry = RetryPolicy.of(settings.serving)  # for ever: delay, never lose
+        self.client = ScoringClient(settings.serving, attempts=None)
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._outage_since: float | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ calls
+    def _plan(self, batch: WindowBatch) -> list[_Call]:
+        sv = self.settings.serving
+        models = [model_name(s, sv.layout, sv.packed_groups) for s in batch.sensors]
+        by: dict[str, list[int]] = {}
+        for i, m in enumerate(models):
+            by.setdefault(m, []).append(i)
+        size = self.settings.job.score_batch_size
+        return [_Call(m, np.asarray(rows[k : k + size])) for m, rows in by.items() for k in range(0, len(rows), size)]
+
+    def _submit(self, call: _Call, batch: WindowBatch) -> None:
+        packed = self.settings.serving.layout == "packed"
+        sensors = [batch.sensors[i] for i in call.rows] if packed else None
+        req = predict_request(call.model, score_inputs(batch.features[call.rows], sensors))
+        call.future = self.client.predict_stub.Predict.future(req, timeout=self.settings.serving.deadline_s)
+
+    def _run(self, calls: list[_Call], batch: WindowBatch) -> dict[int, ScoreResult | grpc.RpcError]:
+        """Every call to an answer: a result, or a non-retryable error. Retries for ever."""
+        done: dict[int, ScoreResult | grpc.RpcError] = {}
+        pending = list(range(len(calls)))
+        limit = self.settings.job.max_in_flight
+        while pending:
+            retry: list[int] = []
+            for lo in range(0, len(pending), limit):
+                wave = pending[lo : lo + limit]
+                for i in wave:
+                    self._submit(calls[i], batch)
+                for i in wave:
+                    try:
+                        done[i] = parse_response(calls[i].future.result())
+                    except grpc.RpcError as exc:
+                        if exc.code() in RETRYABLE:
+                            retry.append(i)
+                        else:
+                            done[i] = exc
+            if retry:
+                self._note_outage(calls[retry[0]], len(retry))
+                time.sleep(self.retry.delay(min(calls[i].attempt for i in retry)))
+                for i in retry:
+                    calls[i].attempt += 1
+            elif self._outage_since is not None:
+                lasted = self.clock() - self._outage_since
+                log.warning("model server answers again after %.1f s; scoring resumes in order", lasted)
+                self.metrics.counter("outage_ms").inc(int(lasted * 1000))
+                self._outage_since = None
+            pending = retry
+        return done
+
+    def _note_outage(self, call: _Call, n: int) -> None:
+        self.metrics.counter("score_retries").inc(n)
+        exc = call.future.exception() if call.future else None
+        if self._outage_since is None:
+            self._outage_since = self.clock()
+            self.metrics.counter("outages").inc()
+            log.warning(
+                "model server at %s unavailable (%s); holding %d call(s) and retrying until it answers",
+                self.settings.serving.target,
+                exc.code().name if exc else "?",
+                n,
+            )
+
+    # ---------------------------------------------------------------- records
+    def score(self, batch: WindowBatch) -> list[Output]:
+        """One output per window of ``batch`` that needs publishing, in batch order."""
+        if len(batch) == 0:
+            return []
+        calls = self._plan(batch)
+        answers = self._run(calls, batch)
+        now = int(self.clock() * 1000)
+        per_row: list[Output | None] = [None] * len(batch)
+        m = self.metrics
+        emit_scores = SCORE.enabled(self.settings)
+        for i, call in enumerate(calls):
+            ans = answers[i]
+            if isinstance(ans, grpc.RpcError):
+                status = "no_model" if ans.code() == grpc.StatusCode.NOT_FOUND else "error"
+                m.counter(status).inc(len(call.rows))
+                if status == "error":
+                    log.error(
+                        "model %s refused %d window(s): %s %s",
+                        call.model,
+                        len(call.rows),
+                        ans.code().name,
+                        ans.details(),
+                    )
+                for r in call.rows:
+                    per_row[r] = self._unscored(
+                        batch,
+                        int(r),
+                        call.model,
+                        status,
+                        now,
+                        None if status == "no_model" else f"{ans.code().name}: {ans.details()}",
+                    )
+                continue
+            known = ans.extra.get("known")
+            for j, r in enumerate(call.rows):
+                r = int(r)
+                if known is not None and not bool(known[j]):
+                    m.counter("no_model").inc()
+                    per_row[r] = self._unscored(batch, r, call.model, "no_model", now, None)
+                    continue
+                rec = self._record(batch, r, ans, j, now)
+                m.counter("windows_scored").inc()
+                if rec["is_anomaly"]:
+                    m.counter("anomalies").inc()
+                    text = json.dumps(rec)
+                    anomaly_log.info(text)
+                    per_row[r] = Output(ANOMALY.kind, rec["key"], text)
+                elif emit_scores:
+                    per_row[r] = Output(SCORE.kind, rec["key"], json.dumps(rec))
+        self._observe_latency(batch, now)
+        return [o for o in per_row if o is not None]
+
+    def _observe_latency(self, batch: WindowBatch, now_ms: int) -> None:
+        lat = np.maximum(now_ms - batch.closed, 0)
+        dist = self.metrics.distribution("score_latency_ms")
+        for v in lat.tolist():
+            dist.update(int(v))
+        edges = np.asarray(LATENCY_BUCKETS_MS)
+        counts = np.bincount(np.searchsorted(edges, lat, side="left"), minlength=len(edges) + 1)
+        for k, c in enumerate(counts.tolist()):
+            if c:
+                name = f"score_latency_le_{edges[k]}ms" if k < len(edges) else "score_latency_le_inf"
+                self.metrics.counter(name).inc(c)
+
+    def _base(self, batch: WindowBatch, r: int) -> dict:
+        f = batch.features[r]
+        return dict(
+            sensor=batch.sensors[r],
+            window_start=int(batch.start[r]),
+            window_end=int(batch.end[r]),
+            values=f[:, 0].tolist(),
+            stddev=f[:, 1].tolist(),
+            counts=f[:, 2].tolist(),
+            window_closed_ts=int(batch.closed[r]),
+        )
+
+    def _record(self, batch: WindowBatch, r: int, res: ScoreResult, j: int, now: int) -> dict:
+        pse = res.per_step_error
+        return anomaly_record(
+            **self._base(batch, r),
+            score=float(res.score[j]),
+            threshold=float(res.threshold[j]),
+            is_anomaly=bool(res.is_anomaly[j]),
+            model_name=res.model_name,
+            model_version=res.model_version,
+            processing_ts=now,
+            per_step_error=None if pse is None else np.asarray(pse[j], dtype=float).tolist(),
+        )
+
+    def _unscored(self, batch: WindowBatch, r: int, model: str, status: str, now: int, error: str | None) -> Output:
+        rec = anomaly_record(
+            **self._base(batch, r),
+            score=None,
+            threshold=None,
+            is_anomaly=False,
+            model_name=model,
+            model_version=None,
+            processing_ts=now,
+            status=status,
+            error=error,
+        )
+        return Output(NO_MODEL.kind, rec["key"], json.dumps(rec))

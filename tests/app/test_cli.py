@@ -1,0 +1,90 @@
+"""The console script, run as a user runs it."""
+
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from sensorwatch.app.cli import build_parser
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def _run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "sensorwatch", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_every_subcommand_has_help(sub):
+    r = _run(sub, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage: sensorwatch " + sub in r.stdout
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("simulator:\n  devcies: 3\n")
+    r = _run("--config", str(f), "config", "check")
+    assert r.returncode == 2
+    assert "unknown key 'simulator.devcies'" in r.stderr
+
+
+def test_stack_status_reports_not_running(tmp_path):
+    r = _run("stack", "status", env={"SENSORWATCH__STACK__WORK_DIR": str(tmp_path), "PATH": ""})
+    assert r.returncode == 3
+    assert '"running": false' in r.stdout
+
+
+def test_topics_creates_every_configured_topic_on_an_existing_broker(kafka_stack):
+    """`sensorwatch topics` is how the compose cluster initialises Kafka: run it twice on the real
+    broker with fresh topic names; the first run creates all, the second none, both exit 0."""
+    import json
+    import os
+    import uuid
+
+    from sensorwatch.core.config import Settings
+
+    _, info = kafka_stack
+    suffix = uuid.uuid4().hex[:8]
+    env = dict(
+        os.environ, SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=info["bootstrap_servers"], SENSORWATCH__KAFKA__PARTITIONS="3"
+    )
+    names = {}
+    for name in type(Settings().kafka.topics).model_fields:
+        names[name] = f"cli.{name}.{suffix}"
+        env[f"SENSORWATCH__KAFKA__TOPICS__{name.upper()}"] = names[name]
+    first = _run("topics", env=env)
+    assert first.returncode == 0, first.stderr
+    out = json.loads(first.stdout)
+    assert sorted(out["created"]) == sorted(names.values())
+    assert out["partitions"] == {n: 3 for n in names.values()} and out["missing"] == []
+    again = _run("topics", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["created"] == []
+
+
+def test_choices_come_from_the_configuration_types():
+    from sensorwatch.core.config import ServingConfig, TopicsConfig, TrainingConfig
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    opts = {a.dest: a for a in sub["train"]._actions}
+    assert opts["kind"].choices == list(typing.get_args(TrainingConfig.model_fields["kind"].annotation))
+    assert opts["layout"].choices == list(typing.get_args(ServingConfig.model_fields["layout"].annotation))
+    tail = {a.dest: a for a in sub["tail"]._actions}
+    assert tail["topic"].choices == list(TopicsConfig.model_fields)
+
+
+def test_job_set_overrides_are_validated_like_the_entry_points(tmp_path):
+    bad = _run("job", "--explain", "--set", "job.windw_s=3")
+    assert bad.returncode == 2 and "unknown key 'job.windw_s'" in bad.stderr
+    malformed = _run("job", "--explain", "--set", "job.window_s")
+    assert malformed.returncode == 2 and "--set takes section.key=value" in malformed.stderr
+    from sensorwatch.jobs.anomaly_job import main as entry
+
+    assert entry(["--explain", "--set", "job.windw_s=3"]) == 2
+
+
+def test_python_dash_m_sensorwatch_is_the_command_line():
+    r = _run("--help")
+    assert r.returncode == 0 and "usage: sensorwatch" in r.stdout

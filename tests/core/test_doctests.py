@@ -1,0 +1,24 @@
+"""The examples in the docstrings run (River's rule): each module with ``>>>`` examples is listed."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "sensorwatch.core.config",
+    "sensorwatch.core.optional",
+    "sensorwatch.core.outputs",
+    "sensorwatch.core.retry",
+    "sensorwatch.serving.flags",
+    "sensorwatch.training.calibrate",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
