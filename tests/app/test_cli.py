@@ -88,3 +88,14 @@ def test_job_set_overrides_are_validated_like_the_entry_points(tmp_path):
 def test_python_dash_m_sensorwatch_is_the_command_line():
     r = _run("--help")
     assert r.returncode == 0 and "usage: sensorwatch" in r.stdout
+
+
+@pytest.mark.integration
+def test_job_set_overrides_reach_the_plan():
+    """`sensorwatch job --set` builds the real plan (PyFlink's planner) with the overridden keys."""
+    default = _run("job", "--explain", timeout=300)
+    assert default.returncode == 0, default.stderr[-2000:]
+    changed = _run("job", "--explain", "--set", "job.window_s=7", "--set", "job.emit_scores=true", timeout=300)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "7000" in changed.stdout and "7000" not in default.stdout
+    assert "scores_out" in changed.stdout and "scores_out" not in default.stdout

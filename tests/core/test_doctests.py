@@ -14,6 +14,7 @@ MODULES = [
     "sensorwatch.core.retry",
     "sensorwatch.serving.flags",
     "sensorwatch.training.calibrate",
+    "sensorwatch.app.nab",
 ]
 
 

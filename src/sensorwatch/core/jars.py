@@ -60,8 +60,13 @@ def fetch(quiet: bool = True) -> Path:
         raise JarsMissing("Maven (mvn) is not on PATH; install it (apt-get install maven) and retry")
     cmd = [mvn, "-B", "-f", str(JVM_DIR / "pom.xml"), "package", "-DskipTests", f"-Djars.dir={out}"]
     if quiet:
+        # quiet Maven still writes terminal colour codes: keep its output, and show it if it fails
         cmd.insert(2, "-q")
-    subprocess.run(cmd, check=True)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise JarsMissing(f"Maven failed ({' '.join(cmd)}), exit {r.returncode}:\n{(r.stdout + r.stderr)[-4000:]}")
+    else:
+        subprocess.run(cmd, check=True)
     _stamp().write_text(_sources_digest())
     return out
 

@@ -63,56 +63,51 @@ def _password(cfg: KafkaConfig) -> str:
     return cfg.sasl_password.get_secret_value() if cfg.sasl_password else ""
 
 
+#: How each Python client spells the security settings: (SASL mechanism, user, password) and
+#: (CA file, certificate file, key file) keys.
+_SPELLINGS = {
+    "kafka-python": (
+        ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"),
+        ("ssl_cafile", "ssl_certfile", "ssl_keyfile"),
+    ),
+    "librdkafka": (
+        ("sasl.mechanism", "sasl.username", "sasl.password"),
+        ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location"),
+    ),
+}
+
+
+def _security(cfg: KafkaConfig, client: str) -> dict[str, Any]:
+    """SASL credentials where the protocol uses SASL, SSL files where it uses SSL, in ``client``'s spelling."""
+    sasl_keys, ssl_keys = _SPELLINGS[client]
+    opts: dict[str, Any] = {}
+    if _uses_sasl(cfg):
+        opts.update(zip(sasl_keys, (cfg.sasl_mechanism, cfg.sasl_username, _password(cfg))))
+    if _uses_ssl(cfg):
+        opts.update((k, str(f)) for k, f in zip(ssl_keys, (cfg.ssl_cafile, cfg.ssl_certfile, cfg.ssl_keyfile)) if f)
+    return opts
+
+
 def kafka_python_options(cfg: KafkaConfig, role: Role) -> dict[str, Any]:
     """Keyword arguments of kafka-python's ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``."""
-    opts: dict[str, Any] = {
+    tuning = {"producer": _PRODUCER_TUNING, "consumer": _CONSUMER_TUNING, "admin": {"request_timeout_ms": 30_000}}
+    return {
         "bootstrap_servers": cfg.bootstrap_servers.split(","),
         "security_protocol": cfg.security_protocol,
+        **_security(cfg, "kafka-python"),
+        **tuning[role],
     }
-    if _uses_sasl(cfg):
-        opts.update(
-            sasl_mechanism=cfg.sasl_mechanism, sasl_plain_username=cfg.sasl_username, sasl_plain_password=_password(cfg)
-        )
-    if _uses_ssl(cfg):
-        for key, path in (
-            ("ssl_cafile", cfg.ssl_cafile),
-            ("ssl_certfile", cfg.ssl_certfile),
-            ("ssl_keyfile", cfg.ssl_keyfile),
-        ):
-            if path:
-                opts[key] = str(path)
-    if role == "producer":
-        opts.update(_PRODUCER_TUNING)
-    elif role == "consumer":
-        opts.update(_CONSUMER_TUNING)
-    else:
-        opts["request_timeout_ms"] = 30_000
-    return opts
 
 
 def librdkafka_options(cfg: KafkaConfig, role: Role) -> dict[str, Any]:
     """The configuration dict of confluent-kafka's ``Producer`` or ``Consumer`` (librdkafka)."""
-    opts: dict[str, Any] = {
+    tuning = {"producer": _RDKAFKA_PRODUCER_TUNING, "consumer": _RDKAFKA_CONSUMER_TUNING, "admin": {}}
+    return {
         "bootstrap.servers": cfg.bootstrap_servers,
         "security.protocol": cfg.security_protocol.lower(),
+        **_security(cfg, "librdkafka"),
+        **tuning[role],
     }
-    if _uses_sasl(cfg):
-        opts.update(
-            {"sasl.mechanism": cfg.sasl_mechanism, "sasl.username": cfg.sasl_username, "sasl.password": _password(cfg)}
-        )
-    if _uses_ssl(cfg):
-        for key, path in (
-            ("ssl.ca.location", cfg.ssl_cafile),
-            ("ssl.certificate.location", cfg.ssl_certfile),
-            ("ssl.key.location", cfg.ssl_keyfile),
-        ):
-            if path:
-                opts[key] = str(path)
-    if role == "producer":
-        opts.update(_RDKAFKA_PRODUCER_TUNING)
-    elif role == "consumer":
-        opts.update(_RDKAFKA_CONSUMER_TUNING)
-    return opts
 
 
 def java_properties(cfg: KafkaConfig) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Publishing the simulated fleet to Kafka: readings, ground-truth labels, malformed payloads.
 
 Readings go through confluent-kafka (librdkafka): on this 2-core machine kafka-python's
-producer tops out near 15k messages/s, librdkafka's near 300k (``bench/simulator.py``
-measures both side by side). Everything else in sensorwatch uses kafka-python.
+producer tops out near 16k messages/s and librdkafka's near 180k, measured side by side by
+``bench/simulator.py`` (figures in docs/BENCHMARKS.md). Everything else uses kafka-python.
 """
 
 from __future__ import annotations

@@ -216,17 +216,7 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
                 p, det, model=chunk.packed_name, sensors=sensors, report=report, warmup_windows=warm, plots=all_plots
             ),
         )
-        return outcomes + [
-            Outcome(
-                m.sensor,
-                m.model,
-                "trained",
-                version,
-                windows=int(d.train.shape[0] + d.val.shape[0]),
-                threshold=float(t),
-            )
-            for (m, d), t in zip(ready, thresholds)
-        ]
+        return outcomes + [_trained(m, d, version, t) for (m, d), t in zip(ready, thresholds)]
     for g, (m, d) in enumerate(ready):
         one = det.subset(g)
         report = {
@@ -243,17 +233,19 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
                 p, one, model=m.model, sensors=None, report=report, warmup_windows=d.val[:8], plots=plots[m.sensor]
             ),
         )
-        outcomes.append(
-            Outcome(
-                m.sensor,
-                m.model,
-                "trained",
-                version,
-                windows=int(d.train.shape[0] + d.val.shape[0]),
-                threshold=float(thresholds[g]),
-            )
-        )
+        outcomes.append(_trained(m, d, version, thresholds[g]))
     return outcomes
+
+
+def _trained(m: Member, d: Prepared, version: int, threshold: float) -> Outcome:
+    return Outcome(
+        m.sensor,
+        m.model,
+        "trained",
+        version,
+        windows=int(d.train.shape[0] + d.val.shape[0]),
+        threshold=float(threshold),
+    )
 
 
 def group_fingerprint(fps: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sensorwatch.app.cli.common import print_json
 from sensorwatch.core.config import Settings
@@ -45,7 +46,11 @@ def cmd_jars(args: argparse.Namespace, settings: Settings) -> int:
     from sensorwatch.core import jars
 
     was = jars.up_to_date()
-    out = jars.fetch(quiet=not args.verbose)
+    try:
+        out = jars.fetch(quiet=not args.verbose)
+    except jars.JarsMissing as exc:
+        print(f"sensorwatch jars: {exc}", file=sys.stderr)
+        return 2
     if not (was and args.quiet):
         print(f"{out} ({'up to date, nothing downloaded' if was else 'fetched'})")
     return 0
