@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sensorwatch.training.calibrate import (
+    CalibrationError,
     ThresholdRule,
     far_threshold,
     fit_threshold,
@@ -56,7 +57,7 @@ def test_fit_threshold_returns_the_rule_that_chose_it():
     y = np.concatenate([np.zeros(2000, bool), np.ones(100, bool)])
     # labels with both classes and a target: the ROC rule
     thr, rule = fit_threshold(scores, quantile=0.99, margin=1.5, labels=y, target_far=0.01, nonnegative=False)
-    assert rule == ThresholdRule("far", target_far=0.01) and thr == far_threshold(scores, y, 0.01)
+    assert rule == ThresholdRule("far", target_far=0.01, windows=2100) and thr == far_threshold(scores, y, 0.01)
     assert rule.describe().startswith("ROC")
     # the same labels without a target: the quantile rule on the normal windows only
     thr, rule = fit_threshold(scores, quantile=0.99, margin=1.5, labels=y, nonnegative=False)
@@ -73,4 +74,31 @@ def test_fit_threshold_returns_the_rule_that_chose_it():
         "margin": 1.5,
         "target_far": None,
         "nonnegative": False,
+        "windows": 2000,
+        "fallback": None,
+        "flags": (),
     }
+
+
+def test_few_validation_windows_fall_back_to_the_maximum_and_say_so():
+    s = np.linspace(0.1, 1.0, 40)  # 40 windows: a 0.995 quantile needs 200
+    thr, rule = fit_threshold(s, quantile=0.995, margin=1.5)
+    assert thr == pytest.approx(1.0 * 1.5) and rule.quantile == 1.0 and rule.windows == 40
+    assert "only 40 validation windows; quantile 0.995 needs 200" in rule.fallback
+    assert "fallback" in rule.describe()
+    enough = np.linspace(0.1, 1.0, 400)
+    thr, rule = fit_threshold(enough, quantile=0.995, margin=1.5)
+    assert rule.fallback is None and thr == pytest.approx(quantile_threshold(enough, 0.995, 1.5))
+    # a published protocol's rule can be kept as it is, whatever the count
+    assert fit_threshold(s, quantile=0.995, margin=1.5, min_windows=0)[1].fallback is None
+
+
+def test_untrustworthy_thresholds_are_refused_or_flagged():
+    with pytest.raises(CalibrationError, match="all 300 validation windows score 0"):
+        fit_threshold(np.zeros(300), quantile=0.995, margin=1.5)
+    with pytest.raises(CalibrationError, match="flags 70% of the normal validation windows"):
+        fit_threshold(np.arange(1000.0), quantile=0.3, margin=1.0)
+    with pytest.raises(CalibrationError, match="finite"):
+        fit_threshold(np.array([1.0, 2.0, np.inf] * 100), quantile=0.5, margin=1.0, min_windows=0)
+    _, rule = fit_threshold(np.r_[np.zeros(990), np.full(10, 0.01)], quantile=0.99, margin=1e5, nonnegative=False)
+    assert rule.flags and "over 100x the largest validation score" in rule.flags[0]

@@ -88,3 +88,15 @@ def test_history_is_deterministic():
     assert len(a) == len(cfg.tags) and set(a) == set(b)  # an empty history must fail, not pass vacuously
     for k in a:
         np.testing.assert_array_equal(a[k].mean, b[k].mean)
+
+
+def test_a_refused_calibration_fails_its_sensors_with_the_reason_and_publishes_nothing(tmp_path):
+    """A 0.3 quantile flags most normal windows: the threshold is refused, never served."""
+    s = train_settings(tmp_path, threshold_quantile=0.3, threshold_margin=1.0)
+    hist, _ = history(s)
+    out = train_fleet(hist, s, progress=False)
+    assert len(out) == 6 and all(o.status == "failed" for o in out)
+    assert all(
+        "calibration refused: threshold" in o.detail and "of the normal validation windows" in o.detail for o in out
+    ), out[0].detail
+    assert ModelRepository(s.serving.model_base_path).models() == []

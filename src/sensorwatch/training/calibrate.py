@@ -18,10 +18,21 @@ trainer, the tuner and the benchmarks all calibrate through :func:`fit_threshold
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
+
+
+class CalibrationError(ValueError):
+    """A threshold that cannot be trusted: the message says why (the trainer reports the sensor)."""
+
+
+#: A threshold above this many times the largest validation score is flagged in the report.
+FAR_ABOVE_FACTOR = 100.0
+#: A threshold that flags more than this share of the normal validation windows is refused.
+MAX_FLAGGED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,14 +46,32 @@ class ThresholdRule:
     target_far: float | None = None
     nonnegative: bool = True
     """quantile rule: scores >= 0 (quantile x margin) or signed (quantile + (margin-1)(quantile-median))"""
+    windows: int = 0
+    """validation windows the threshold was fitted on"""
+    fallback: str | None = None
+    """why the configured rule was not used as it is (too few windows for its quantile)"""
+    flags: tuple[str, ...] = ()
+    """what a reviewer should look at (a threshold far above every validation score)"""
 
     def describe(self) -> str:
-        if self.kind == "far":
-            return f"ROC: false-alarm rate <= {self.target_far}"
-        return f"quantile {self.quantile} x margin {self.margin}"
+        text = (
+            f"ROC: false-alarm rate <= {self.target_far}"
+            if self.kind == "far"
+            else f"quantile {self.quantile} x margin {self.margin}"
+        )
+        return text + (f" (fallback: {self.fallback})" if self.fallback else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def windows_for(quantile: float) -> int:
+    """Validation windows a quantile needs before it is more than the sample's maximum: 1/(1-q).
+
+    >>> windows_for(0.995), windows_for(0.9)
+    (200, 10)
+    """
+    return math.ceil(1.0 / (1.0 - quantile) - 1e-9)
 
 
 def fit_threshold(
@@ -53,27 +82,69 @@ def fit_threshold(
     nonnegative: bool = True,
     labels: np.ndarray | None = None,
     target_far: float | None = None,
+    min_windows: int | None = None,
 ) -> tuple[float, ThresholdRule]:
     """The threshold for ``scores`` and the rule that chose it.
 
     With ``labels`` that hold both normal and anomalous windows and a ``target_far``, the ROC
     rule (:func:`far_threshold`); otherwise the quantile rule on the windows not labelled
-    anomalous (all of them when every window is).
+    anomalous (all of them when every window is). With fewer normal windows than
+    ``min_windows`` (default :func:`windows_for` the quantile), the quantile cannot be told
+    from the maximum: the rule becomes the maximum x margin, and says so in ``fallback``.
+
+    A threshold that is not finite, that is 0 for scores that cannot be negative (every
+    validation window scored 0: a constant signal), or that would flag more than half of the
+    normal validation windows is refused with :class:`CalibrationError`; one more than
+    :data:`FAR_ABOVE_FACTOR` times the largest validation score is flagged.
     """
     s = np.asarray(scores, dtype=np.float64)
     y = None if labels is None else np.asarray(labels, dtype=bool)
-    if y is not None and target_far is not None and y.any() and not y.all():
-        return far_threshold(s, y, target_far), ThresholdRule("far", target_far=target_far)
     normal = s if y is None or y.all() else s[~y]
-    rule = ThresholdRule("quantile", quantile=quantile, margin=margin, nonnegative=nonnegative)
-    return quantile_threshold(normal, quantile, margin, nonnegative), rule
+    if y is not None and target_far is not None and y.any() and not y.all():
+        thr, rule = far_threshold(s, y, target_far), ThresholdRule("far", target_far=target_far, windows=s.size)
+    else:
+        need = windows_for(quantile) if min_windows is None else min_windows
+        q, fallback = quantile, None
+        if normal.size < need:
+            q = 1.0
+            fallback = (
+                f"only {normal.size} validation windows; quantile {quantile} needs {need}, so the maximum x margin"
+            )
+        thr = quantile_threshold(normal, q, margin, nonnegative)
+        rule = ThresholdRule(
+            "quantile", quantile=q, margin=margin, nonnegative=nonnegative, windows=normal.size, fallback=fallback
+        )
+    return thr, _checked(thr, normal, rule)
+
+
+def _checked(thr: float, normal: np.ndarray, rule: ThresholdRule) -> ThresholdRule:
+    if not math.isfinite(thr):
+        raise CalibrationError(f"threshold {thr} is not finite")
+    if rule.nonnegative and rule.kind == "quantile" and thr <= 0:
+        raise CalibrationError(
+            f"threshold {thr:.3g}: all {normal.size} validation windows score 0 "
+            "(a constant signal?), so any change would alert"
+        )
+    flagged = float(np.mean(normal > thr)) if normal.size else 0.0
+    if flagged > MAX_FLAGGED_SHARE:
+        raise CalibrationError(f"threshold {thr:.3g} flags {flagged:.0%} of the normal validation windows")
+    top = float(np.max(np.abs(normal))) if normal.size else 0.0
+    if top > 0 and abs(thr) > FAR_ABOVE_FACTOR * top:
+        return replace(
+            rule,
+            flags=(
+                *rule.flags,
+                f"threshold {thr:.3g} is over {FAR_ABOVE_FACTOR:g}x the largest validation score {top:.3g}",
+            ),
+        )
+    return rule
 
 
 def quantile_threshold(scores: np.ndarray, quantile: float, margin: float, nonnegative: bool = True) -> float:
     """quantile x margin for non-negative scores; quantile + (margin-1)(quantile - median) for signed ones."""
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0 or not np.isfinite(s).all():
-        raise ValueError("calibration needs finite validation scores")
+        raise CalibrationError("calibration needs finite validation scores")
     q = float(np.quantile(s, quantile))
     if nonnegative:
         return q * margin

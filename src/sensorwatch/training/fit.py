@@ -12,7 +12,7 @@ import numpy as np
 
 from sensorwatch.core.config import TrainingConfig
 from sensorwatch.core.windows import FEATURES, SensorSeries, sequences
-from sensorwatch.training.calibrate import ThresholdRule, fit_threshold
+from sensorwatch.training.calibrate import CalibrationError, ThresholdRule, fit_threshold
 
 
 def split(X: np.ndarray, ends: np.ndarray, val_frac: float, seq_len: int):
@@ -62,7 +62,9 @@ class Calibrated:
     curves: list[list[float]]
     val_scores: list[np.ndarray]
     thresholds: list[float]
-    rules: list[ThresholdRule]
+    rules: list[ThresholdRule | None]
+    errors: list[str | None]
+    """why a group's threshold was refused (:class:`CalibrationError`); its threshold is then +inf"""
 
     def flags(self, windows: np.ndarray, g: int) -> np.ndarray:
         """Group g's windows [N, S, F] over its threshold, as serving flags them."""
@@ -76,19 +78,24 @@ def fit_calibrated(data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_
 
     det = make_detector(cfg.kind, len(data), seq_len, len(FEATURES), cfg)
     curves = det.fit([d.train for d in data])
-    scores, thresholds, rules = [], [], []
+    scores, thresholds, rules, errors = [], [], [], []
     for g, d in enumerate(data):
         s = det.score(d.val, g)[0]
-        thr, rule = fit_threshold(
-            s,
-            quantile=cfg.threshold_quantile,
-            margin=cfg.threshold_margin,
-            nonnegative=det.nonnegative_scores,
-            labels=d.val_labels,
-            target_far=cfg.target_far if use_labels else None,
-        )
+        try:
+            thr, rule = fit_threshold(
+                s,
+                quantile=cfg.threshold_quantile,
+                margin=cfg.threshold_margin,
+                nonnegative=det.nonnegative_scores,
+                labels=d.val_labels,
+                target_far=cfg.target_far if use_labels else None,
+            )
+            err = None
+        except CalibrationError as exc:  # this group alone is refused; the others calibrate
+            thr, rule, err = float("inf"), None, str(exc)
         scores.append(s)
         thresholds.append(thr)
         rules.append(rule)
+        errors.append(err)
     det.threshold.assign(np.asarray(thresholds, np.float32))
-    return Calibrated(det, curves, scores, thresholds, rules)
+    return Calibrated(det, curves, scores, thresholds, rules, errors)

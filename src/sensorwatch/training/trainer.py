@@ -163,11 +163,23 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
         return outcomes + [
             Outcome(m.sensor, m.model, "failed", detail=f"{type(exc).__name__}: {exc}") for m, _ in ready
         ]
+    refused = [(m, f"calibration refused: {err}") for (m, _), err in zip(ready, cal.errors) if err]
+    if refused:
+        for m, why in refused:
+            log.error("sensor %s not trained: %s", m.sensor, why)
+        if chunk.packed_name:  # a packed model holds its whole group or nothing (see above)
+            why = "; ".join(f"{m.sensor}: {w}" for m, w in refused)
+            return outcomes + [
+                Outcome(m.sensor, m.model, "failed", detail=f"packed group incomplete ({why})") for m, _ in ready
+            ]
+        outcomes += [Outcome(m.sensor, m.model, "failed", detail=why) for m, why in refused]
     det, thresholds = cal.detector, cal.thresholds
     per_sensor: dict[str, dict] = {}
     plots: dict[str, dict[str, bytes]] = {}  # sensor -> file name -> PNG
     for g, (m, d) in enumerate(ready):
         scores, thr, rule = cal.val_scores[g], thresholds[g], cal.rules[g]
+        if rule is None:
+            continue
         mine = plots.setdefault(m.sensor, {})
         if chunk.plots:
             if rule.kind == "far":
@@ -218,6 +230,8 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
         )
         return outcomes + [_trained(m, d, version, t) for (m, d), t in zip(ready, thresholds)]
     for g, (m, d) in enumerate(ready):
+        if cal.errors[g]:
+            continue  # reported above, never published
         one = det.subset(g)
         report = {
             **base,
