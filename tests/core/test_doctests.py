@@ -15,6 +15,7 @@ MODULES = [
     "sensorwatch.serving.flags",
     "sensorwatch.training.calibrate",
     "sensorwatch.app.nab",
+    "sensorwatch.core.incidents",
 ]
 
 

@@ -178,12 +178,13 @@ def normalised(raw: float, windows: int, cost: Cost) -> float:
 
 
 def score_corpus(series: list[Series], detections: dict[str, np.ndarray], profiles: dict[str, Cost]) -> dict:
-    """Normalised score per profile, with the counts behind it, over every series given."""
+    """Normalised score per profile (None without a labelled window), with the counts behind it."""
     out: dict = {}
     for name, cost in profiles.items():
         parts = [score_series(s, detections[s.name], cost) for s in series]
         windows = sum(p.windows for p in parts)
-        out[name] = round(normalised(sum(p.raw for p in parts), windows, cost), 2)
+        # no labelled window: normalisation is undefined (the false positives below still count)
+        out[name] = round(normalised(sum(p.raw for p in parts), windows, cost), 2) if windows else None
     base = [score_series(s, detections[s.name], next(iter(profiles.values()))) for s in series]
     out["windows"] = sum(p.windows for p in base)
     out["detected_windows"] = sum(p.detected_windows for p in base)
