@@ -180,13 +180,14 @@ def normalised(raw: float, windows: int, cost: Cost) -> float:
 def score_corpus(series: list[Series], detections: dict[str, np.ndarray], profiles: dict[str, Cost]) -> dict:
     """Normalised score per profile (None without a labelled window), with the counts behind it."""
     out: dict = {}
+    parts: list[FileScore] = []
     for name, cost in profiles.items():
         parts = [score_series(s, detections[s.name], cost) for s in series]
         windows = sum(p.windows for p in parts)
         # no labelled window: normalisation is undefined (the false positives below still count)
         out[name] = round(normalised(sum(p.raw for p in parts), windows, cost), 2) if windows else None
-    base = [score_series(s, detections[s.name], next(iter(profiles.values()))) for s in series]
-    out["windows"] = sum(p.windows for p in base)
-    out["detected_windows"] = sum(p.detected_windows for p in base)
-    out["false_positives"] = sum(p.false_positives for p in base)
+    # the counts are the same under every profile: the last profile's parts give them
+    out["windows"] = sum(p.windows for p in parts)
+    out["detected_windows"] = sum(p.detected_windows for p in parts)
+    out["false_positives"] = sum(p.false_positives for p in parts)
     return out

@@ -344,6 +344,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def add_overrides_argument(parser) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable) on an argparse parser, for :func:`parse_overrides`."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one configuration key (repeatable)",
+    )
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["job.window_s=10", ...]`` -> ``{"job": {"window_s": 10}}``, values YAML-typed.
 

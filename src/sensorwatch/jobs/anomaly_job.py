@@ -21,13 +21,13 @@ _SRC = Path(__file__).resolve().parents[2]
 if str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
-from sensorwatch.core.config import ConfigError, load_settings, parse_overrides  # noqa: E402
+from sensorwatch.core.config import ConfigError, add_overrides_argument, load_settings, parse_overrides  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="anomaly_job", description=__doc__.splitlines()[0])
     p.add_argument("--config", default=os.environ.get("SENSORWATCH_CONFIG"), help="YAML configuration file")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one key")
+    add_overrides_argument(p)
     p.add_argument("--explain", action="store_true", help="print the optimised SQL plan and exit")
     p.add_argument("--detached", action="store_true", help="submit and return (the job keeps running)")
     args = p.parse_args(argv)

@@ -66,10 +66,6 @@ class Calibrated:
     errors: list[str | None]
     """why a group's threshold was refused (:class:`CalibrationError`); its threshold is then +inf"""
 
-    def flags(self, windows: np.ndarray, g: int) -> np.ndarray:
-        """Group g's windows [N, S, F] over its threshold, as serving flags them."""
-        return self.detector.score(windows, g)[0] > self.thresholds[g]
-
 
 def fit_calibrated(data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_labels: bool = True) -> Calibrated:
     """Fit one stacked detector on every group's training windows and calibrate each group's

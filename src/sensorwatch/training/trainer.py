@@ -177,9 +177,9 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     per_sensor: dict[str, dict] = {}
     plots: dict[str, dict[str, bytes]] = {}  # sensor -> file name -> PNG
     for g, (m, d) in enumerate(ready):
+        if cal.errors[g]:
+            continue  # refused: reported above, never published
         scores, thr, rule = cal.val_scores[g], thresholds[g], cal.rules[g]
-        if rule is None:
-            continue
         mine = plots.setdefault(m.sensor, {})
         if chunk.plots:
             if rule.kind == "far":

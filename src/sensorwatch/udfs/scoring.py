@@ -30,7 +30,6 @@ import numpy as np
 from sensorwatch.core.config import Settings
 from sensorwatch.core.contracts import anomaly_record
 from sensorwatch.core.outputs import ANOMALY, NO_MODEL, SCORE
-from sensorwatch.core.retry import RetryPolicy
 from sensorwatch.core.windows import model_name
 from sensorwatch.serving.client import (
     RETRYABLE,
@@ -72,8 +71,7 @@ class BatchScorer:
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None, clock: Callable[[], float] = time.time):
         self.settings = settings
-        self.retry = RetryPolicy.of(settings.serving)  # for ever: delay, never lose
-        self.client = ScoringClient(settings.serving, attempts=None)
+        self.client = ScoringClient(settings.serving, attempts=None)  # for ever: delay, never lose
         self.metrics = metrics or Metrics()
         self.clock = clock
         self._outage_since: float | None = None
@@ -118,7 +116,7 @@ class BatchScorer:
                             done[i] = exc
             if retry:
                 self._note_outage(calls[retry[0]], len(retry))
-                time.sleep(self.retry.delay(min(calls[i].attempt for i in retry)))
+                time.sleep(self.client.retry.delay(min(calls[i].attempt for i in retry)))
                 for i in retry:
                     calls[i].attempt += 1
             elif self._outage_since is not None:

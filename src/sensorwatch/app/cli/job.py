@@ -6,7 +6,7 @@ import argparse
 import json
 
 from sensorwatch.app.cli.common import record_line
-from sensorwatch.core.config import Settings, TopicsConfig
+from sensorwatch.core.config import Settings, TopicsConfig, add_overrides_argument
 from sensorwatch.core.optional import require
 
 
@@ -41,13 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Same job as `flink run -py jobs/anomaly_job.py`; configuration from --config, "
         "the environment and --set.",
     )
-    s.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one configuration key (repeatable), as `flink run -py jobs/anomaly_job.py` takes it",
-    )
+    add_overrides_argument(s)  # as `flink run -py jobs/anomaly_job.py` takes it
     s.add_argument("--explain", action="store_true", help="print the optimised SQL plan and exit")
     s.set_defaults(func=cmd_job)
 
