@@ -39,19 +39,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from sensorwatch.app.nab import Corpus, Series, score_corpus
+from sensorwatch.app.nab import Corpus, Series, print_table, result, score_corpus, sensor_of, write_results
 from sensorwatch.core.config import Settings
 from sensorwatch.core.incidents import IncidentRules, IncidentTracker
 from sensorwatch.core.paths import shared_dir
 from sensorwatch.core.windows import aggregate_readings, sequences
-
-DETECTORS = ("sensorwatch", "sensorwatchScore")
-PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
-
-
-def sensor_of(name: str) -> str:
-    category, file = name.split("/")
-    return f"{category}.{file.removesuffix('.csv')}/value"
 
 
 def raw_scores(corpus: Corpus, settings: Settings) -> tuple[list[Series], list]:
@@ -77,7 +69,8 @@ def raw_scores(corpus: Corpus, settings: Settings) -> tuple[list[Series], list]:
             out.append(None)
             continue
         X, ends = sequences(whole, S, jc.slide, window_ms)
-        out.append((ends, cal.detector.score(X, g)[0], cal.thresholds[g]))
+        seed = tuple(cal.detector.calibration.numpy()[g].tolist())
+        out.append((ends, cal.detector.score(X, g)[0], cal.thresholds[g], seed))
     return series, out
 
 
@@ -91,35 +84,20 @@ def run(series: list[Series], scored: list, rules: IncidentRules) -> tuple[dict,
             counts["refused"] += 1
             detections[s.name], scores[s.name] = det, sev
             continue
-        ends, raw, threshold = one
-        tracker = IncidentTracker(rules)
+        ends, raw, threshold, seed = one
+        tracker = IncidentTracker(rules, int(ends[1] - ends[0]) if len(ends) > 1 else 1)
         row = np.searchsorted(s.ts, ends, side="left") - 1  # the last row before the window's end
         for end, r, i in zip(ends.tolist(), raw.tolist(), row.tolist()):
-            events = tracker.step(end, r, threshold)
+            events = tracker.step(end, r, threshold, seed=seed)
             if i >= 0:
                 sev[i] = max(sev[i], tracker.last_severity)
             for e in events:
-                if e.kind == "opened":
+                if e.event == "opened":
                     counts["learning_incidents" if e.learning else "incidents"] += 1
                     if not e.learning and i >= 0:
                         det[i] = True
         detections[s.name], scores[s.name] = det, sev / 100.0
     return detections, scores, counts
-
-
-def write_results(out: Path, series: list[Series], detections: dict, scores: dict) -> None:
-    import pandas as pd
-
-    for s in series:
-        category, file = s.name.split("/")
-        (out / category).mkdir(parents=True, exist_ok=True)
-        label = np.zeros(len(s.ts), int)
-        for lo, hi in s.window_rows():
-            label[lo : hi + 1] = 1
-        stamps = pd.to_datetime(s.ts, unit="ms").strftime("%Y-%m-%d %H:%M:%S")
-        for det, values in zip(DETECTORS, (detections[s.name].astype(float), scores[s.name])):
-            frame = pd.DataFrame({"timestamp": stamps, "value": s.values, "anomaly_score": values, "label": label})
-            frame.to_csv(out / category / f"{det}_{file}", index=False)
 
 
 def sweep(series: list[Series], scored: list, corpus: Corpus) -> dict[str, float]:
@@ -157,33 +135,21 @@ def main() -> None:
         f"NAB offline: {len(series)} series, {readings:,} rows, kind {settings.training.kind}, "
         f"S {settings.job.seq_len}, {rules}"
     )
-    print(f"{'category':<24}{'standard':>10}{'low FP':>10}{'low FN':>10}{'windows':>9}{'detected':>9}{'FP':>6}")
-    for cat in [*sorted({s.name.split("/")[0] for s in series}), "total"]:
-        part = [s for s in series if cat == "total" or s.name.startswith(cat + "/")]
-        r = score_corpus(part, detections, corpus.profiles)
-        figs = "".join(f"{r[p]:>10.2f}" if r[p] is not None else f"{'-':>10}" for p in PROFILES)
-        print(f"{cat:<24}{figs}{r['windows']:>9}{r['detected_windows']:>9}{r['false_positives']:>6}")
-    print(
-        "published, standard: ARTime 74.9, Numenta HTM 70.1, Random Cut Forest 51.7 (whole corpus); "
-        "Numenta HTM 71.36 on this part (SOURCE.md)"
-    )
-    total = score_corpus(series, detections, corpus.profiles)
+    total = print_table(series, detections, corpus.profiles)
     swept = sweep(series, scored, corpus) if args.sweep else {}
     if swept:
         print(f"sweep: standard from {min(swept.values()):.2f} to {max(swept.values()):.2f} over {len(swept)} settings")
-    result = {p: total[p] for p in PROFILES}
-    result.update(
+    figures = result(
+        total,
         incidents=counts["incidents"],
         learning_incidents=counts["learning_incidents"],
         refused_models=counts["refused"],
-        detected_windows=total["detected_windows"],
-        false_incidents=total["false_positives"],
         readings=readings,
         seconds=round(time.time() - t0, 1),
     )
     if swept:
-        result.update(sweep_min=min(swept.values()), sweep_max=max(swept.values()))
-    print(json.dumps(result))
+        figures.update(sweep_min=min(swept.values()), sweep_max=max(swept.values()))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

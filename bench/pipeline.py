@@ -9,7 +9,9 @@ the record in Kafka, against the raw Kafka consume rate of the same topic, in on
    rate of those records between 30 % and 95 % of the total (past the JIT warm-up), times the
    mean readings per window, is the sustained end-to-end rate. All windows must arrive.
    ``readings_per_s``: the same backlog through the job with its default configuration
-   (anomaly records only), its progress read from the ``windows_scored`` metric (Flink REST).
+   (anomaly and incident records), its progress read from the ``windows_scored`` metric
+   (Flink REST); ``no_incident_stage_readings_per_s`` the same without the incident stage
+   (``job.incidents.enabled`` off), and ``incident_stage_ratio`` the first over the second.
 5. ``p50/p99_latency_s``: the job with its default configuration (anomaly records only) on
    fresh topics while the fleet is paced at ``--paced-rate`` readings/s; for every anomaly
    record, its Kafka timestamp minus the wall time its last tumbling window fired
@@ -141,12 +143,16 @@ def paced_latency(s: Settings, args, n_sensors: int, emit_scores: bool) -> dict:
     }
 
 
-def default_config_rate(a: Settings, windows: int, max_s: float = 1200) -> list[tuple[float, int]]:
-    """The job with its default configuration (anomaly records only) on the same preloaded
-    readings, fresh output topics: progress of its ``windows_scored`` metric (Flink REST)."""
+def default_config_rate(
+    a: Settings, windows: int, max_s: float = 1200, incidents: bool = True
+) -> list[tuple[float, int]]:
+    """The job with its default configuration (anomaly and incident records; without the
+    incident stage when not ``incidents``) on the same preloaded readings, fresh output topics:
+    progress of its ``windows_scored`` metric (Flink REST)."""
     c = local.fresh_topics(a, "bench")
     c.kafka.topics.readings = a.kafka.topics.readings
     c.job.start_from, c.job.emit_scores = "earliest", False
+    c.job.incidents.enabled = incidents
     rest = free_port()
     job = run(c, detached=True, extra_conf={"rest.port": str(rest), "rest.bind-port": str(rest)})
     progress: list[tuple[float, int]] = []
@@ -226,6 +232,13 @@ def main() -> int:
             f"job throughput {default_rate:,.0f} readings/s",
             flush=True,
         )
+        bare_progress = default_config_rate(a, windows, incidents=False)
+        bare_rate = steady_rate(bare_progress) * readings_per_window
+        print(
+            f"without the incident stage: {bare_progress[-1][1]:,} windows scored; "
+            f"job throughput {bare_rate:,.0f} readings/s; with it {default_rate / bare_rate:.2f}x",
+            flush=True,
+        )
 
         # latency under a paced load: the default job (anomaly records only), then every score
         paced = {}
@@ -238,6 +251,8 @@ def main() -> int:
             "kafka_consume_per_s": round(kafka_rate),
             "ratio": round(default_rate / kafka_rate, 3),
             "default_windows_scored": default_progress[-1][1],
+            "no_incident_stage_readings_per_s": round(bare_rate),
+            "incident_stage_ratio": round(default_rate / bare_rate, 3),
             "all_scores_readings_per_s": round(readings_rate),
             "all_scores_ratio": round(readings_rate / kafka_rate, 3),
             "backlog_readings": total,

@@ -33,8 +33,8 @@ def test_a_regime_change_alerts_once_and_then_stops():
     base = rng.normal(1.0, 0.1, 500)
     shifted = rng.normal(5.0, 0.5, 3000)  # the new normal: scores stay high for good
     events = _run(tracker, np.r_[base, shifted])
-    opened = [e for e in events if e.kind == "opened"]
-    closed = [e for e in events if e.kind == "closed"]
+    opened = [e for e in events if e.event == "opened"]
+    closed = [e for e in events if e.event == "closed"]
     assert len(opened) == 1 and opened[0].start >= 500 and not opened[0].learning
     assert len(closed) == 1, "the new level becomes the sensor's normal: the incident closes"
     assert closed[0].window_end - 500 < 500, f"closed after {closed[0].window_end - 500} windows"
@@ -49,8 +49,8 @@ def test_a_new_kind_of_event_still_alerts_after_the_regime_settles():
     assert not tracker.open
     spike = np.r_[np.full(3, 60.0), rng.normal(5.0, 0.5, 40)]
     events = _run(tracker, spike, start=len(settled))
-    assert [e.kind for e in events] == ["opened", "closed"], events
-    assert events[0].window_end == len(settled) and events[0].peak_severity >= 40
+    assert [e.event for e in events] == ["opened", "closed"], events
+    assert events[0].window_end == len(settled) and events[0].severity >= 40
     assert events[1].end == len(settled) + 2 and events[1].windows == 3
 
 
@@ -60,15 +60,15 @@ def test_no_second_incident_while_one_is_open_and_close_after_k_normal_windows()
     _run(tracker, rng.normal(1.0, 0.1, 300))
     burst = [50, 1, 50, 1, 1, 50]  # anomalous windows with short normal gaps: one incident
     events = _run(tracker, np.r_[burst, rng.normal(1.0, 0.1, 15)], start=300)
-    assert [e.kind for e in events] == ["opened"] and tracker.open
+    assert [e.event for e in events] == ["opened"] and tracker.open
     events = _run(tracker, rng.normal(1.0, 0.1, 1), start=321)
-    assert [e.kind for e in events] == ["closed"] and events[0].end == 305 and events[0].windows == 3
+    assert [e.event for e in events] == ["closed"] and events[0].end == 305 and events[0].windows == 3
 
 
 def test_a_new_sensor_learns_first_and_its_incidents_are_marked_learning():
     tracker = IncidentTracker(RULES)
     events = _run(tracker, [1.0] * 10 + [20.0] + [1.0] * 30, threshold=10.0)
-    assert [(e.kind, e.learning) for e in events] == [("opened", True), ("closed", True)]
+    assert [(e.event, e.learning) for e in events] == [("opened", True), ("closed", True)]
     assert tracker.calibrator.learning  # 41 of 100 learning windows seen
 
 
@@ -86,5 +86,5 @@ def test_the_default_evidence_smooths_a_burst_into_one_incident():
     tracker = IncidentTracker(RULES)
     _run(tracker, rng.normal(1.0, 0.1, 300))
     events = _run(tracker, np.r_[[50, 1, 1, 50], rng.normal(1.0, 0.1, 60)], start=300)
-    assert [e.kind for e in events] == ["opened", "closed"] and events[0].window_end == 300
+    assert [e.event for e in events] == ["opened", "closed"] and events[0].window_end == 300
     assert events[1].window_end - events[1].end == RULES.close_after_windows

@@ -8,21 +8,28 @@ import pytest
 
 from sensorwatch.core.config import Settings
 from sensorwatch.core.outputs import OUTPUTS, by_kind
-from sensorwatch.jobs.sql import statements
+from sensorwatch.jobs.sql import _interval, statements
 
 
-@pytest.mark.parametrize("emit_scores", [False, True])
-def test_one_sink_and_one_insert_per_enabled_output(emit_scores):
+@pytest.mark.parametrize("emit_scores,incidents", [(False, True), (True, True), (False, False)])
+def test_one_sink_and_one_insert_per_enabled_output(emit_scores, incidents):
     s = Settings()
     s.job.emit_scores = emit_scores
+    s.job.incidents.enabled = incidents
     sql = statements(s)
     enabled = [o for o in OUTPUTS if o.enabled(s)]
     assert ("score" in {o.kind for o in enabled}) == emit_scores
     sinks = {
         m for stmt in sql["ddl"] for m in re.findall(r"CREATE TEMPORARY TABLE (\w+)_out \(k STRING, v STRING\)", stmt)
     }
-    assert sinks == {o.topic_field for o in enabled}
-    inserts = {re.search(r"WHERE kind = '(\w+)'", i).group(1): i for i in sql["scored_inserts"]}
+    assert sinks == {o.topic_field for o in enabled} | ({"incidents"} if incidents else set())
+    # the incident stage reads the scorer's compact rows, through its own view
+    stage = [i for i in sql["scored_inserts"] if i.startswith("INSERT INTO incidents_out")]
+    assert len(stage) == incidents and len(sql["scored_views"]) == incidents
+    if incidents:
+        assert f"'topic' = '{s.kafka.topics.incidents}'" in "\n".join(sql["ddl"])
+        assert "TABLE window_scores PARTITION BY sensor" in stage[0] and "uid => 'incidents'" in stage[0]
+    inserts = {re.search(r"WHERE kind = '(\w+)'", i).group(1): i for i in sql["scored_inserts"] if i not in stage}
     assert set(inserts) == {o.kind for o in enabled}
     for o in enabled:
         assert f"'topic' = '{o.topic(s.kafka.topics)}'" in "\n".join(sql["ddl"])
@@ -32,3 +39,15 @@ def test_one_sink_and_one_insert_per_enabled_output(emit_scores):
 def test_unknown_output_kind_is_refused_by_name():
     with pytest.raises(KeyError, match="no output kind 'alert'; known: anomaly, score, no_model"):
         by_kind("alert")
+
+
+@pytest.mark.parametrize(
+    "ms,literal",
+    [
+        (5000, "INTERVAL '0 00:00:05.000' DAY TO SECOND(3)"),
+        (300_000, "INTERVAL '0 00:05:00.000' DAY TO SECOND(3)"),  # over SECOND(2)'s 99 s
+        (90_061_001, "INTERVAL '1 01:01:01.001' DAY TO SECOND(3)"),
+    ],
+)
+def test_intervals_of_any_length_are_valid_literals(ms, literal):
+    assert _interval(ms) == literal

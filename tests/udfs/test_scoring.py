@@ -11,11 +11,13 @@ import pytest
 
 from jobworld import UNTRAINED
 from sensorwatch.app import local
+from sensorwatch.core.explain import HINTS
+from sensorwatch.core.outputs import WINDOW_SCORES
 from sensorwatch.core.windows import model_name, sequences
 from sensorwatch.serving.client import ScoringClient
 from sensorwatch.simulate.history import fleet_history
 from sensorwatch.stack.kafka_broker import free_port
-from sensorwatch.udfs.batch import WindowBatch
+from sensorwatch.udfs.batch import WindowBatch, decode_scores
 from sensorwatch.udfs.metrics import Metrics
 from sensorwatch.udfs.scoring import BatchScorer
 
@@ -49,7 +51,8 @@ def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
         out = scorer.score(batch)
     finally:
         scorer.close()
-    assert len(out) == len(batch), "one record per window"
+    *out, packed = out
+    assert len(out) == len(batch), "one record per window, then the batch's compact scores"
     recs = [json.loads(o.value) for o in out]
     assert [r["sensor"] for r in recs] == batch.sensors, "records in batch order"
     client = ScoringClient(s.serving)
@@ -64,6 +67,21 @@ def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
         assert o.kind == ("anomaly" if r["is_anomaly"] else "score")
         assert r["values"] == batch.features[i, :, 0].tolist()
     client.close()
+    # the incident stage's row: every scored window (not the untrained ones), score for score
+    assert packed.kind == WINDOW_SCORES and packed.key is None and packed.value is None
+    compact = decode_scores(packed.packed)
+    scored = [r for r in recs if r["status"] == "scored"]
+    assert sorted(zip(compact.sensors, compact.cols["end"].tolist())) == sorted(
+        (r["sensor"], r["window_end"]) for r in scored
+    )
+    by = {(r["sensor"], r["window_end"]): r for r in scored}
+    for k, sensor in enumerate(compact.sensors):
+        r = by[(sensor, int(compact.cols["end"][k]))]
+        assert compact.models[k] == r["model_name"] and compact.cols["version"][k] == r["model_version"]
+        assert compact.cols["score"][k] == r["score"] and compact.cols["threshold"][k] == r["threshold"]
+        # the model's seed: its validation windows' count, mean and variance
+        assert compact.cols["seed_n"][k] > 0 and compact.cols["seed_var"][k] > 0
+        assert 0 <= compact.cols["step"][k] < s.job.seq_len and 0 <= compact.cols["hint"][k] < len(HINTS)
     v = metrics.values()
     assert v["no_model"] == 3 and v["windows_scored"] == 9
     assert len(v["score_latency_ms"]) == 12
@@ -77,7 +95,7 @@ def test_unknown_model_per_sensor_layout_is_no_model(world):
         out = scorer.score(_batch(s, ["dev-0000/temperature"]))
     finally:
         scorer.close()
-    assert [o.kind for o in out] == ["no_model"]
+    assert [o.kind for o in out] == ["no_model"], "no scored window: no compact row either"
     assert json.loads(out[0].value)["model_name"] == "dev-0000~temperature"
 
 
@@ -102,6 +120,7 @@ def test_model_server_down_delays_scoring_and_loses_nothing(world, tmp_path):
         server.stop()
     waited = time.monotonic() - t0
     assert waited > 2.0, "scoring waited for the server"
-    assert len(out) == len(batch) and all(o.kind in ("score", "anomaly") for o in out)
+    assert len(out) == len(batch) + 1 and all(o.kind in ("score", "anomaly") for o in out[:-1])
+    assert len(decode_scores(out[-1].packed)) == len(batch)
     v = metrics.values()
     assert v["outages"] == 1 and v["score_retries"] >= 1 and v["outage_ms"] >= 1000

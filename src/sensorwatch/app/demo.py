@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sensorwatch.app import local
-from sensorwatch.app.cli.common import record_line
-from sensorwatch.app.evaluate import evaluate
+from sensorwatch.app.cli.common import incident_line
+from sensorwatch.app.evaluate import evaluate_incidents
 from sensorwatch.app.ledger import Ledger
 from sensorwatch.core.config import Settings
 from sensorwatch.stack import LocalStack
@@ -82,19 +82,19 @@ def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0
         console.print(f"    job {job.get_job_id()}")
         console.print(
             f"[bold]5/5[/] streaming {len(fleet.sensors)} sensors x {sim.duration_s / 60:.0f} min of event "
-            f"time at {sim.speed:.0f}x, {len(fleet.labels)} anomalies injected; live anomalies "
+            f"time at {sim.speed:.0f}x, {len(fleet.labels)} anomalies injected; incidents as they open "
             "(as `sensorwatch tail` shows them):"
         )
         stop = threading.Event()
         shown: set[str] = set()
 
         def show(rec, _msg) -> None:
-            if rec["sensor"] not in shown:
-                console.print(f"    [red]ANOMALY[/] {record_line(rec)}", soft_wrap=True)
-            shown.add(rec["sensor"])
+            if rec["event"] == "opened" and rec["incident_id"] not in shown:
+                console.print(f"    [red]{incident_line(rec)}[/]", soft_wrap=True)
+            shown.add(rec["incident_id"])
 
         def follow() -> None:
-            local.consume(s, s.kafka.topics.anomalies, lambda _r: stop.is_set(), 1e9, show)
+            local.consume(s, s.kafka.topics.incidents, lambda _r: stop.is_set(), 1e9, show)
 
         tailer = threading.Thread(target=follow, daemon=True)
         tailer.start()
@@ -105,6 +105,7 @@ def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0
         ledger = Ledger(s)
         ledger.read_inputs(stats.readings, timeout_s=OUTPUT_TIMEOUT_S)
         ledger.read_outputs(timeout_s=OUTPUT_TIMEOUT_S, quiet_s=OUTPUT_TIMEOUT_S)
+        incidents = ledger.read_incidents()
         stop.set()
         tailer.join(10)
         missing = ledger.missing()
@@ -115,22 +116,28 @@ def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0
                 f"{ledger.readings_accounted()} of {stats.readings} readings accounted for, "
                 f"{len(missing)} windows without a record"
             )
-        anomalies = list({r["key"]: r for r in ledger.anomalies()}.values())
+        anomalies = {r["key"] for r in ledger.anomalies()}
+        opened = {r["incident_id"] for r in incidents if r["event"] == "opened"}
+        closed = {r["incident_id"] for r in incidents if r["event"] == "closed"}
+        learning = {r["incident_id"] for r in incidents if r["learning"]}
         console.print(
             f"    {stats.readings} readings sent ({stats.malformed} malformed, {stats.late} late); "
-            f"{len(ledger.outputs)} windows scored, {len(anomalies)} anomalous "
-            "(first of each sensor shown)"
+            f"{len(ledger.outputs)} windows scored, {len(anomalies)} over their model's threshold; "
+            f"{len(incidents)} incident records: {len(opened)} opened, {len(closed)} closed, "
+            f"{len(learning)} learning"
         )
-        ev = evaluate(anomalies, [lab.to_dict() for lab in fleet.labels])
+        window_ms = int(s.job.window_s * 1000)
+        ev = evaluate_incidents(incidents, [lab.to_dict() for lab in fleet.labels], window_ms, s.job.seq_len)
         table = Table("kind", "detected / injected", title="against the simulator's ground truth")
         for kind, (hit, n) in sorted(ev.per_kind.items()):
             table.add_row(kind, f"{hit} / {n}")
         console.print(table)
         d = ev.to_dict()
+        per_event = ev.true_alerts / ev.detected if ev.detected else float("nan")
         console.print(
-            f"precision {d['precision']:.2f} ({ev.true_alerts}/{ev.alerts} alerts), recall "
-            f"{d['recall']:.2f} ({ev.detected}/{ev.events} events), detection delay median "
-            f"{d['delay_s_median']} s, max {d['delay_s_max']} s (event time)"
+            f"incidents as emitted: precision {d['precision']:.2f} ({ev.true_alerts}/{ev.alerts} incidents), recall "
+            f"{d['recall']:.2f} ({ev.detected}/{ev.events} events), {per_event:.2f} incidents per detected event; "
+            f"detection delay median {d['delay_s_median']} s, max {d['delay_s_max']} s (event time)"
         )
     finally:
         if job is not None:

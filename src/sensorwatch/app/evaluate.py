@@ -9,6 +9,10 @@ The unit is the *event*, as an operator sees it:
 * an injected event is **detected** when a true alert overlaps it; recall = detected / events;
 * **delay** is the event time from the event's start to the end of the first anomalous window
   that overlaps it: when the job had the evidence.
+
+:func:`evaluate_incidents` does the same with the job's incidents as the alerts: an incident
+spans from its first anomalous window's start to its last one's end (its opening window alone
+while it is open); incidents marked ``learning`` are not alerts.
 """
 
 from __future__ import annotations
@@ -70,10 +74,35 @@ def alerts(records: Iterable[dict]) -> dict[str, list[tuple[int, int, int]]]:
     return out
 
 
+def incident_alerts(records: Iterable[dict], window_ms: int, seq_len: int) -> dict[str, list[tuple[int, int, int]]]:
+    """Per sensor: (start, end, first window end) of each non-learning incident in ``records``
+    (incident records, opened and closed, in any order and with duplicates)."""
+    latest: dict[str, dict] = {}
+    for r in records:
+        have = latest.get(r["incident_id"])
+        if have is None or r["event"] == "closed":
+            latest[r["incident_id"]] = r
+    out: dict[str, list[tuple[int, int, int]]] = {}
+    for r in latest.values():
+        if r["learning"]:
+            continue
+        span = (r["start"] - seq_len * window_ms, r["end"] if r["end"] is not None else r["start"], r["start"])
+        out.setdefault(r["sensor"], []).append(span)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def evaluate_incidents(records: Iterable[dict], labels: Iterable[dict], window_ms: int, seq_len: int) -> Evaluation:
+    """:func:`evaluate` with incidents as the alerts."""
+    return _evaluate(incident_alerts(records, window_ms, seq_len), labels)
+
+
 def evaluate(records: Iterable[dict], labels: Iterable[dict]) -> Evaluation:
     """``records``: anomaly records (dicts); ``labels``: ``{"sensor", "kind", "start", "end"}``."""
+    return _evaluate(alerts(records), labels)
+
+
+def _evaluate(runs: dict[str, list[tuple[int, int, int]]], labels: Iterable[dict]) -> Evaluation:
     labels = list(labels)
-    runs = alerts(records)
     by_label: dict[str, list[dict]] = {}
     for lab in labels:
         by_label.setdefault(lab["sensor"], []).append(lab)

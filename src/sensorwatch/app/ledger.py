@@ -30,6 +30,7 @@ class Ledger:
         self.dead: dict[str, dict] = {}
         self.outputs: dict[str, list[dict]] = {}  # window key -> every record (scores, anomalies, no-model)
         self.raw = {"aggregates": 0, "late": 0, "dead": 0}
+        self.incidents: list[dict] = []
 
     def readings_accounted(self) -> int:
         return sum(r["count"] for r in self.aggregates.values()) + len(self.late) + len(self.dead)
@@ -80,6 +81,26 @@ class Ledger:
             return want <= set(self.outputs) or time.monotonic() - last[0] > quiet_s
 
         local.consume(self.s, [o.topic(t) for o in OUTPUTS], done, timeout_s, on_output)
+
+    def read_incidents(self, timeout_s: float = 60, quiet_s: float = 5, on_record=None) -> list[dict]:
+        """The incidents topic from its start, until nothing new came for ``quiet_s`` (the
+        incident stage runs right behind the scorer: call this after :meth:`read_outputs`)."""
+        last = [time.monotonic()]
+
+        def on_incident(rec, msg) -> None:
+            self.incidents.append(rec)
+            last[0] = time.monotonic()
+            if on_record is not None:
+                on_record(rec, msg)
+
+        local.consume(
+            self.s,
+            self.s.kafka.topics.incidents,
+            lambda _r: time.monotonic() - last[0] > quiet_s,
+            timeout_s,
+            on_incident,
+        )
+        return self.incidents
 
     def scored(self) -> dict[str, dict]:
         """Window key -> its score record (anomalous windows go to the anomalies topic, the

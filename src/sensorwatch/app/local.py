@@ -55,9 +55,10 @@ def train_on_history(
     return summary(train_fleet(series, settings, progress=progress, plots=False))
 
 
-def fresh_topics(s: Settings, prefix: str = "sensorwatch") -> Settings:
+def fresh_topics(s: Settings, prefix: str = "sensorwatch", topic_configs: dict[str, str] | None = None) -> Settings:
     """A copy of ``s`` with every topic and the job's consumer group renamed to a new, unique
-    name, the topics created: one run's records never mix with another's on a shared broker."""
+    name, the topics created (with ``topic_configs``): one run's records never mix with
+    another's on a shared broker."""
     from sensorwatch.stack.topics import ensure_topics
 
     s = s.model_copy(deep=True)
@@ -65,7 +66,7 @@ def fresh_topics(s: Settings, prefix: str = "sensorwatch") -> Settings:
     for name in type(s.kafka.topics).model_fields:
         setattr(s.kafka.topics, name, f"{prefix}.{name}.{suffix}")
     s.job.group_id = f"{prefix}-job-{suffix}"
-    ensure_topics(s.kafka, s.stack.message_max_bytes)
+    ensure_topics(s.kafka, s.stack.message_max_bytes, topic_configs)
     return s
 
 

@@ -191,3 +191,57 @@ def score_corpus(series: list[Series], detections: dict[str, np.ndarray], profil
     out["detected_windows"] = sum(p.detected_windows for p in parts)
     out["false_positives"] = sum(p.false_positives for p in parts)
     return out
+
+
+# ------------------------------------------------------------------ the benches' shared parts
+#: Detector names of the results files the benches write (NAB forbids ``_`` in them): the
+#: alerts as emitted, and the calibrated score for a threshold sweep.
+DETECTORS = ("sensorwatch", "sensorwatchScore")
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+PUBLISHED = (
+    "published, standard: ARTime 74.9, Numenta HTM 70.1, Random Cut Forest 51.7 (whole corpus); "
+    "Numenta HTM 71.36 on this part (SOURCE.md)"
+)
+
+
+def sensor_of(name: str) -> str:
+    """The sensor a series replays as: device ``<category>.<name>``, tag ``value``."""
+    category, file = name.split("/")
+    return f"{category}.{file.removesuffix('.csv')}/value"
+
+
+def write_results(out: Path, series: list[Series], detections: dict, scores: dict) -> None:
+    """NAB results files ``out/<category>/<detector>_<name>`` (``timestamp,value,anomaly_score,label``)."""
+    import pandas as pd
+
+    for s in series:
+        category, file = s.name.split("/")
+        (out / category).mkdir(parents=True, exist_ok=True)
+        label = np.zeros(len(s.ts), int)
+        for lo, hi in s.window_rows():
+            label[lo : hi + 1] = 1
+        stamps = pd.to_datetime(s.ts, unit="ms").strftime("%Y-%m-%d %H:%M:%S")
+        for det, values in zip(DETECTORS, (detections[s.name].astype(float), scores[s.name])):
+            frame = pd.DataFrame({"timestamp": stamps, "value": s.values, "anomaly_score": values, "label": label})
+            frame.to_csv(out / category / f"{det}_{file}", index=False)
+
+
+def print_table(series: list[Series], detections: dict, profiles: dict[str, Cost]) -> dict:
+    """Per-category and total figures, printed; returns the total's."""
+    print(f"{'category':<24}{'standard':>10}{'low FP':>10}{'low FN':>10}{'windows':>9}{'detected':>9}{'FP':>6}")
+    total: dict = {}
+    for cat in [*sorted({s.name.split("/")[0] for s in series}), "total"]:
+        part = [s for s in series if cat == "total" or s.name.startswith(cat + "/")]
+        total = score_corpus(part, detections, profiles)
+        figs = "".join(f"{total[p]:>10.2f}" if total[p] is not None else f"{'-':>10}" for p in PROFILES)
+        print(f"{cat:<24}{figs}{total['windows']:>9}{total['detected_windows']:>9}{total['false_positives']:>6}")
+    print(PUBLISHED)
+    return total
+
+
+def result(total: dict, **extra) -> dict:
+    """The benches' JSON line: the three profiles, then detected windows and false incidents
+    from ``total`` (:func:`score_corpus`'s), then ``extra``."""
+    out = {p: total[p] for p in PROFILES}
+    out.update(detected_windows=total["detected_windows"], false_incidents=total["false_positives"], **extra)
+    return out

@@ -45,6 +45,8 @@ class TopicsConfig(_Section):
     """anomaly records out"""
     scores: str = "sensorwatch.scores"
     """every score, when job.emit_scores is on"""
+    incidents: str = "sensorwatch.incidents"
+    """incident records (opened, closed), keyed by incident id: what operators are alerted on"""
     no_model: str = "sensorwatch.no-model"
     """windows of sensors the model server has no model for"""
     dead_letters: str = "sensorwatch.dead-letters"
@@ -172,6 +174,29 @@ class ValidationConfig(_Section):
     """dead letters carry the payload whole up to this many characters; a longer one is cut to its head with payload_truncated and payload_chars (the original stays in the readings topic at its partition/offset), so no dead letter can exceed a Kafka record limit and stop the job"""
 
 
+class IncidentsConfig(_Section):
+    """Each sensor's calibration and incident lifecycle (``sensorwatch.core.incidents`` explains
+    the rules; the job's ``TrackIncidents`` runs them in Flink state). Defaults: Numenta HTM's
+    published ones where HTM has one."""
+
+    enabled: bool = True
+    """run the incident stage (the incidents topic); off, the job publishes per-window records only"""
+    horizon_windows: int = Field(8640, ge=2)
+    """HTM's historic window: the long-term score statistics weigh about this many windows"""
+    short_windows: int = Field(10, ge=1, le=64)
+    """HTM's averaging window: the evidence is the mean score of this many latest windows"""
+    learning_windows: int = Field(288, ge=0)
+    """HTM's learning period, in windows of history (a model's validation windows count, as its seed); meanwhile the model's own threshold opens incidents, marked learning (not alerted)"""
+    clip_sd: float = Field(6.0, gt=0)
+    """a score joins the history as at most mean + clip_sd x sd: an anomaly does not widen what the sensor counts as normal, while a lasting change still moves it"""
+    alert_tail: float = Field(1e-4, gt=0, lt=0.5)
+    """an incident opens at a tail probability this small (HTM's likelihood >= 0.9999)"""
+    close_after_windows: int = Field(16, ge=1)
+    """normal windows in a row that close an incident (= the default S: no window overlaps it then)"""
+    silence_windows: int = Field(64, ge=1)
+    """an open incident of a sensor silent for longer than this many windows closes (closed_by silence)"""
+
+
 class JobConfig(_Section):
     """The streaming job: windows, watermarks, scoring, delivery guarantees."""
 
@@ -205,6 +230,7 @@ class JobConfig(_Section):
     group_id: str = "sensorwatch-job"
     """Kafka consumer group of the job"""
     validation: ValidationConfig = ValidationConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
 
 
 class ServingConfig(_Section):

@@ -8,6 +8,14 @@ raw score is calibrated against that sensor's own recent history, using only the
 * **History**: the mean and variance of the sensor's past raw scores, weighted exponentially
   over about ``horizon_windows`` windows (a plain mean until that many were seen), so the
   state per sensor is a count, two numbers and the latest few scores, whatever the horizon.
+* **Seed**: a model carries the mean, variance and count of its validation scores (held-out
+  normal windows of the sensor's own history). The history starts from them, so a trained
+  sensor needs no live learning period, and a new model version starts a new history (its
+  scores live on another scale).
+* **Robust history**: a score joins the history as at most ``mean + clip_sd x sd``, so an
+  anomaly does not widen what the sensor counts as normal (HTM's plain statistics let one
+  large spike hide the sensor's next events for days), while a lasting change still moves the
+  history: its spread grows geometrically, about ``(clip_sd^2 - 1) / n`` a window.
 * **Calibrated score**: the upper-tail probability of the evidence under a normal
   distribution with that mean and variance. A sensor whose normal changes stops alerting once
   its history has absorbed the new level (a bounded time, about ``horizon_windows`` windows at
@@ -15,19 +23,20 @@ raw score is calibrated against that sensor's own recent history, using only the
 * **Severity 0-100**: ``10 x -log10(tail)``, capped at 100 (a tail of 1e-4 is 40, 1e-10 is 100).
 
 An incident **opens** at the first window whose tail probability is at most ``alert_tail``
-(no second one opens while it is open), tracks its peak, and **closes** after
-``close_after_windows`` normal windows in a row, its end being its last anomalous window.
-During a sensor's first ``learning_windows`` windows the history is too short to calibrate:
-the model's own threshold is the evidence then, and incidents opened in that time are marked
-``learning`` (the operator's tools do not alert on them).
+(no second one opens while it is open), tracks its peak and the explanation of its peak
+window, and **closes** after ``close_after_windows`` normal windows in a row (``recovery``), or
+at the sensor's next window after a silence of more than ``silence_windows`` (``silence``); its
+end is its last anomalous window. While a sensor's history holds fewer than
+``learning_windows`` windows (seed included) it is *learning*: the model's own threshold is the
+evidence then, and incidents opened in that time are marked ``learning`` (not alerted).
 
-This module is the reference the streaming job's state mirrors; ``bench/nab_offline.py``
-runs it on NAB, where Numenta's published defaults below score 64 (standard profile).
+This module is the reference: the job's ``TrackIncidents`` (Java, Flink state) mirrors it
+term for term, and a test feeds both the same scores.
 
 >>> rules = IncidentRules(learning_windows=5, short_windows=1, close_after_windows=2)
 >>> tracker = IncidentTracker(rules)
 >>> events = [tracker.step(t, s, threshold=10.0) for t, s in enumerate([1, 1.1, 0.9, 1, 1.05, 1, 50, 1, 1, 1])]
->>> [(e.kind, e.window_end) for ev in events for e in ev]
+>>> [(e.event, e.window_end) for ev in events for e in ev]
 [('opened', 6), ('closed', 8)]
 """
 
@@ -37,21 +46,35 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from sensorwatch.core.config import IncidentsConfig
 
-@dataclass(frozen=True)
-class IncidentRules:
-    """The rules' parameters. Defaults: Numenta HTM's published ones where HTM has one."""
+#: The fields of an incident record on the incidents topic (``TrackIncidents`` writes them):
+#: ``end``, ``duration_ms`` and ``closed_by`` are null on an ``opened`` record.
+RECORD_FIELDS = (
+    "incident_id",  # sensor@start: the same on a replay, so a consumer dedups by key
+    "event",  # opened | closed
+    "sensor",
+    "device",
+    "incident",  # the sensor's incident number, from 1
+    "start",  # end of the first anomalous window (ms)
+    "end",  # end of the last anomalous window (ms)
+    "duration_ms",
+    "closed_by",  # recovery | silence
+    "event_window_end",  # the window that caused this record
+    "windows",  # anomalous windows so far
+    "model_name",
+    "model_version",
+    "peak_score",  # the highest raw score
+    "threshold",  # the model's threshold at the peak
+    "severity",  # 0-100, the highest so far
+    "learning",  # opened while the sensor was learning: not alerted
+    "explanation",  # {window_end, step, step_end, feature, kind_hint} of the peak window
+    "window_closed_ts",  # wall clock when the event's window closed
+    "emitted_ts",  # wall clock when the record was made
+)
 
-    horizon_windows: int = 8640
-    """HTM's historic window: the long-term statistics weigh about this many windows"""
-    short_windows: int = 10
-    """HTM's averaging window: the evidence is the mean score of this many latest windows"""
-    learning_windows: int = 288
-    """HTM's learning period: windows before the calibrated score is trusted"""
-    alert_tail: float = 1e-4
-    """an incident opens at a tail probability this small (likelihood >= 0.9999)"""
-    close_after_windows: int = 16
-    """normal windows in a row that close an incident (= the default S: no window overlaps it then)"""
+#: The rules' parameters (one definition: the job's configuration section).
+IncidentRules = IncidentsConfig
 
 
 def erfc(x: float) -> float:
@@ -90,7 +113,8 @@ def severity(tail: float) -> int:
     """0-100 from a tail probability: ``10 x -log10(tail)``, capped."""
     if tail <= 0:
         return 100
-    return max(0, min(100, round(-10.0 * math.log10(tail))))
+    # half up, as the JVM's copy rounds (Python's round() goes to the even neighbour)
+    return max(0, min(100, math.floor(-10.0 * math.log10(tail) + 0.5)))
 
 
 @dataclass
@@ -107,53 +131,87 @@ class Calibrator:
     def learning(self) -> bool:
         return self.n < self.rules.learning_windows
 
+    def reseed(self, seed: tuple[float, float, float] | None) -> None:
+        """Start a new history from a model's ``(count, mean, variance)`` of validation scores
+        (``None`` or NaNs: from nothing)."""
+        self.recent.clear()
+        ok = seed is not None and seed[0] > 0 and not any(math.isnan(v) for v in seed)
+        self.n = int(math.floor(seed[0] + 0.5)) if ok else 0
+        self.mean, self.var = (float(seed[1]), float(seed[2])) if ok else (0.0, 0.0)
+
     def update(self, score: float) -> float:
         """The tail probability of the evidence ending at ``score`` under the past (1.0 while
         learning), then ``score`` joins the history."""
+        learning = self.learning
         self.recent.append(score)
         while len(self.recent) > self.rules.short_windows:
             self.recent.popleft()
         tail = 1.0
-        if not self.learning:
-            evidence = sum(self.recent) / len(self.recent)
+        if not learning:
+            evidence = 0.0
+            for r in self.recent:  # oldest first, the JVM's order: the same rounding
+                evidence += r
+            evidence /= len(self.recent)
             sd = math.sqrt(self.var)
             z = (evidence - self.mean) / max(sd, 1e-9 * max(abs(self.mean), 1e-12))
             tail = 0.5 * erfc(z / math.sqrt(2.0))
+        sd = math.sqrt(self.var)
+        joins = min(score, self.mean + self.rules.clip_sd * sd) if self.n > 0 and sd > 0 else score
         self.n += 1
         a = max(1.0 / self.n, 1.0 / self.rules.horizon_windows)
-        d = score - self.mean
+        d = joins - self.mean
         self.mean += a * d
         self.var = (1.0 - a) * (self.var + a * d * d)
         return tail
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """What drove a window's score: the step (0 = oldest) and feature, and a kind hint."""
+
+    step: int = -1
+    feature: int = -1
+    hint: int = 0  # index into sensorwatch.core.explain.HINTS; 0: none
+
+
+@dataclass(frozen=True)
 class IncidentEvent:
     """An incident's opening or closing, as the incidents topic carries it."""
 
-    kind: str  # opened | closed
+    event: str  # opened | closed
     incident: int  # the sensor's incident number, from 1
     start: int  # window end of the first anomalous window
-    window_end: int  # this event's window
+    window_end: int  # the window that caused this event
     end: int | None  # closed: window end of the last anomalous window
+    closed_by: str | None  # closed: recovery | silence
     peak_score: float
-    peak_severity: int
+    threshold: float  # the model's threshold at the peak window
+    severity: int  # peak severity 0-100
     windows: int  # anomalous windows so far
     learning: bool
+    version: int | None
+    peak_window_end: int
+    explanation: Explanation
 
 
 @dataclass
 class IncidentTracker:
-    """One sensor's calibration and incident lifecycle."""
+    """One sensor's calibration and incident lifecycle (``window_ms``: for the silence timeout)."""
 
     rules: IncidentRules = field(default_factory=IncidentRules)
+    window_ms: int = 1
     calibrator: Calibrator | None = None
+    version: int | None = None
+    last_end: int = 0
     count: int = 0
     open: bool = False
     start: int = 0
     last_anomalous: int = 0
-    peak_score: float = 0.0
+    peak_score: float = -math.inf
+    peak_threshold: float = 0.0
     peak_severity: int = 0
+    peak_end: int = 0
+    peak_explanation: Explanation = Explanation()
     windows: int = 0
     normal_run: int = 0
     learning: bool = False
@@ -164,8 +222,27 @@ class IncidentTracker:
         if self.calibrator is None:
             self.calibrator = Calibrator(self.rules)
 
-    def step(self, window_end: int, score: float, threshold: float) -> list[IncidentEvent]:
-        """Feed one scored window; the events it causes (none, an opening, or a closing)."""
+    def step(
+        self,
+        window_end: int,
+        score: float,
+        threshold: float,
+        *,
+        version: int = 0,
+        seed: tuple[float, float, float] | None = None,
+        explanation: Explanation = Explanation(),
+    ) -> list[IncidentEvent]:
+        """Feed one scored window of model ``version`` (whose validation statistics are ``seed``);
+        the events it causes, in order."""
+        events = []
+        silence = self.rules.silence_windows * self.window_ms
+        if self.open and self.last_end > 0 and window_end - self.last_end > silence:
+            self.open = False
+            events.append(self._event("closed", self.last_end, "silence"))
+        if self.version is None or self.version != version:
+            self.calibrator.reseed(seed)
+            self.version = version
+        self.last_end = window_end
         learning = self.calibrator.learning
         tail = self.calibrator.update(score)
         anomalous = score > threshold if learning else tail <= self.rules.alert_tail
@@ -174,33 +251,45 @@ class IncidentTracker:
             self.normal_run = 0
             if not self.open:
                 self.open, self.count, self.start, self.learning = True, self.count + 1, window_end, learning
-                self.peak_score, self.peak_severity, self.windows = score, sev, 0
-                self._note(window_end, score, sev)
-                return [self._event("opened", window_end)]
-            self._note(window_end, score, sev)
-            return []
+                self.peak_score, self.peak_severity, self.windows = -math.inf, 0, 0
+                self._note(window_end, score, threshold, sev, explanation)
+                return [*events, self._event("opened", window_end, None)]
+            self._note(window_end, score, threshold, sev, explanation)
+            return events
         if self.open:
             self.normal_run += 1
             if self.normal_run >= self.rules.close_after_windows:
                 self.open = False
-                return [self._event("closed", window_end)]
-        return []
+                events.append(self._event("closed", window_end, "recovery"))
+        return events
 
-    def _note(self, window_end: int, score: float, sev: int) -> None:
+    def _note(self, window_end: int, score: float, threshold: float, sev: int, why: Explanation) -> None:
         self.last_anomalous = window_end
         self.windows += 1
-        self.peak_score = max(self.peak_score, score)
         self.peak_severity = max(self.peak_severity, sev)
+        if score > self.peak_score:
+            self.peak_score, self.peak_threshold, self.peak_end, self.peak_explanation = (
+                score,
+                threshold,
+                window_end,
+                why,
+            )
 
-    def _event(self, kind: str, window_end: int) -> IncidentEvent:
+    def _event(self, event: str, window_end: int, closed_by: str | None) -> IncidentEvent:
+        closed = event == "closed"
         return IncidentEvent(
-            kind,
+            event,
             self.count,
             self.start,
             window_end,
-            self.last_anomalous if kind == "closed" else None,
+            self.last_anomalous if closed else None,
+            closed_by,
             self.peak_score,
+            self.peak_threshold,
             self.peak_severity,
             self.windows,
             self.learning,
+            self.version,
+            self.peak_end,
+            self.peak_explanation,
         )

@@ -42,6 +42,10 @@ NO_MODEL = OutputKind("no_model", "no_model")
 
 OUTPUTS: tuple[OutputKind, ...] = (ANOMALY, SCORE, NO_MODEL)
 
+#: The kind of the scorer's one row per batch that carries every scored window, compact, to the
+#: incident stage (``unpack_scores`` then ``track_incidents`` in the JVM, to the incidents topic).
+WINDOW_SCORES = "window_scores"
+
 
 def by_kind(kind: str) -> OutputKind:
     for o in OUTPUTS:

@@ -78,6 +78,8 @@ def _job(s: Settings, extra_conf: dict[str, str] | None = None):
     cols = ", ".join(OUTPUT_COLUMNS)
     t_env.execute_sql(f"""CREATE TEMPORARY VIEW scored AS
 SELECT {cols} FROM batches, LATERAL TABLE(score_batch(batch)) AS T({cols})""")
+    for stmt in sql["scored_views"]:
+        t_env.execute_sql(stmt)
     ss = t_env.create_statement_set()
     for stmt in sql["inserts"] + sql["scored_inserts"]:
         ss.add_insert_sql(stmt)

@@ -25,8 +25,10 @@ for TUMBLE against ~1.5k rows/s for a Python keyed window; see docs/BENCHMARKS.m
 from __future__ import annotations
 
 from sensorwatch.core.config import KafkaConfig, Settings
+from sensorwatch.core.explain import HINTS
 from sensorwatch.core.kafka import java_properties
-from sensorwatch.core.outputs import OUTPUTS
+from sensorwatch.core.outputs import OUTPUTS, WINDOW_SCORES
+from sensorwatch.core.windows import FEATURES
 
 FUNCTIONS = {
     "parse_reading": "io.sensorwatch.flink.ParseReading",
@@ -36,6 +38,8 @@ FUNCTIONS = {
     "shard_of": "io.sensorwatch.flink.ShardOf",
     "tally": "io.sensorwatch.flink.Tally",
     "pack_windows": "io.sensorwatch.flink.PackWindows",
+    "unpack_scores": "io.sensorwatch.flink.UnpackScores",
+    "track_incidents": "io.sensorwatch.flink.TrackIncidents",
 }
 
 
@@ -78,14 +82,35 @@ def _sink_options(s: Settings, topic: str, name: str, value_format: str) -> dict
 
 
 def _interval(ms: int) -> str:
-    return f"INTERVAL '{ms / 1000:.3f}' SECOND"
+    """A day-time interval literal: ``INTERVAL 'n' SECOND`` stops at 99 s (SECOND(2))."""
+    sec, milli = divmod(int(ms), 1000)
+    minutes, sec = divmod(sec, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{sec:02d}.{milli:03d}' DAY TO SECOND(3)"
+
+
+def incidents_query(s: Settings, source: str = "window_scores") -> str:
+    """7. The incident stage: every scored window (``source``: the scorer's compact rows,
+    unpacked in the JVM) through each sensor's calibration and incident state
+    (``TrackIncidents``, keyed by sensor, checkpointed); ``(k, v)`` rows for the incidents topic."""
+    job, inc = s.job, s.job.incidents
+    w_ms = int(job.window_s * 1000)
+    return f"""SELECT k, v FROM track_incidents(
+  input => TABLE {source} PARTITION BY sensor,
+  horizon => {inc.horizon_windows}, short_windows => {inc.short_windows}, learning => {inc.learning_windows},
+  clip_sd => CAST({inc.clip_sd!r} AS DOUBLE), alert_tail => CAST({inc.alert_tail!r} AS DOUBLE), close_after => {inc.close_after_windows},
+  silence_ms => CAST({inc.silence_windows * w_ms} AS BIGINT), window_ms => CAST({w_ms} AS BIGINT),
+  seq_len => {job.seq_len}, features => {_q(",".join(FEATURES))}, hints => {_q(",".join(HINTS))},
+  uid => 'incidents'
+)"""
 
 
 def statements(s: Settings) -> dict[str, list[str]]:
     """``{"ddl": [...], "views": [...], "inserts": [...]}``: the job's SQL, in order.
 
-    The Python half reads the view ``batches`` and writes the table ``scored`` (kind, k, v); the
-    inserts from ``scored`` are in ``scored_inserts``.
+    The Python half reads the view ``batches`` and writes the view ``scored`` (kind, k, v,
+    packed); the views and inserts over ``scored`` are in ``scored_views`` and ``scored_inserts``.
     """
     job, t = s.job, s.kafka.topics
     v = job.validation
@@ -138,6 +163,10 @@ def statements(s: Settings) -> dict[str, list[str]]:
             if o.enabled(s)
         ),
     ]
+    if job.incidents.enabled:
+        ddl.append(
+            f"CREATE TEMPORARY TABLE incidents_out (k STRING, v STRING) {_with(_sink_options(s, t.incidents, 'incidents', 'raw'))}"
+        )
     src = _q(t.readings)
     cut = v.dead_letter_payload_chars
     views = [
@@ -202,4 +231,16 @@ FROM aggregates""",
         for o in OUTPUTS
         if o.enabled(s)
     ]
-    return {"ddl": ddl, "views": views, "inserts": inserts, "scored_inserts": scored_inserts}
+    scored_views = []
+    if job.incidents.enabled:
+        scored_views.append(f"""CREATE TEMPORARY VIEW window_scores AS
+SELECT u.* FROM scored, LATERAL TABLE(unpack_scores(packed)) AS u
+WHERE kind = {_q(WINDOW_SCORES)}""")
+        scored_inserts.append(f"INSERT INTO incidents_out\n{incidents_query(s)}")
+    return {
+        "ddl": ddl,
+        "views": views,
+        "inserts": inserts,
+        "scored_views": scored_views,
+        "scored_inserts": scored_inserts,
+    }

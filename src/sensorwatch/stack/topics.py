@@ -9,13 +9,22 @@ from kafka.errors import TopicAlreadyExistsError
 from sensorwatch.core.config import KafkaConfig
 from sensorwatch.core.kafka import admin_client
 
+#: Topic settings for records whose timestamps lie years back (a replay of a historical corpus):
+#: no time-based deletion, and no segment roll on every append (Kafka rolls a segment whose
+#: first record is older than segment.ms).
+HISTORICAL = {"retention.ms": "-1", "segment.ms": str(2**63 - 1)}
 
-def ensure_topics(cfg: KafkaConfig, message_max_bytes: int | None = None) -> list[str]:
-    """Create every configured topic that does not exist yet; return the ones created."""
+
+def ensure_topics(
+    cfg: KafkaConfig, message_max_bytes: int | None = None, topic_configs: dict[str, str] | None = None
+) -> list[str]:
+    """Create every configured topic that does not exist yet (with ``topic_configs``, say
+    :data:`HISTORICAL`); return the ones created."""
     admin: KafkaAdminClient = admin_client(cfg)
     try:
         existing = set(admin.list_topics())
         configs = {"max.message.bytes": str(message_max_bytes)} if message_max_bytes else {}
+        configs.update(topic_configs or {})
         new = [
             NewTopic(name, cfg.partitions, cfg.replication_factor, topic_configs=configs)
             for name in cfg.topics.all()

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from sensorwatch.core.config import TrainingConfig
+from sensorwatch.core.windows import FEATURES
 from sensorwatch.training.layers import StackedConv1D, StackedDense, StackedLSTM
 
 
@@ -38,6 +39,13 @@ class Detector(ABC):
         self.mean = tf.Variable(tf.zeros([groups, n_features]), trainable=False, name="norm_mean")
         self.scale = tf.Variable(tf.ones([groups, n_features]), trainable=False, name="norm_scale")
         self.threshold = tf.Variable(tf.fill([groups], np.float32(np.inf)), trainable=False, name="threshold")
+        # which features speak for each group: 1 used, 0 constant in training (say, the stddev of
+        # one-reading windows), ONE_SIDED a constant count whose shortfall alone is evidence
+        self.feature_use = tf.Variable(tf.ones([groups, n_features]), trainable=False, name="feature_use")
+        # count, mean and variance of each group's validation scores: the incident stage's seed
+        self.calibration = tf.Variable(
+            tf.fill([groups, 3], np.float32(np.nan)), trainable=False, name="score_calibration"
+        )
         import keras
 
         keras.utils.set_random_seed(cfg.seed)  # same seed, same initial weights: reproducible runs
@@ -58,6 +66,7 @@ class Detector(ABC):
         floor = np.maximum(self.cfg.scale_floor * np.abs(mean), 1e-6)
         self.mean.assign(mean.astype(np.float32))
         self.scale.assign(np.maximum(sd, floor).astype(np.float32))
+        self.feature_use.assign(feature_use(sd, mean).astype(np.float32))
         m32, s32 = self.mean.numpy(), self.scale.numpy()
         return self._fit([((x - m32[g]) / s32[g]).astype(np.float32) for g, x in enumerate(xs)])
 
@@ -86,6 +95,16 @@ class Detector(ABC):
         xn = (raw - tf.gather(self.mean, idx)[:, None, :]) / tf.gather(self.scale, idx)[:, None, :]
         return self._score(xn, idx)
 
+    def feature_z(self, raw, idx, per_step):
+        """[N, F]: each feature's normalised value (training mean and scale) at the step the
+        model blames most, as the explanation reads it: 0 for a dropped feature, and at most 0
+        for a one-sided one (only a shortfall is evidence)."""
+        xn = (raw - tf.gather(self.mean, idx)[:, None, :]) / tf.gather(self.scale, idx)[:, None, :]
+        top = tf.argmax(per_step, axis=-1, output_type=tf.int32)
+        z = tf.gather(tf.cast(xn, tf.float32), top, axis=1, batch_dims=1)
+        use = tf.gather(self.feature_use, idx)
+        return tf.where(tf.equal(use, 1.0), z, tf.where(tf.equal(use, ONE_SIDED), tf.minimum(z, 0.0), 0.0))
+
     def subset(self, g: int) -> Detector:
         """Group g alone, as a G = 1 detector (the per-sensor layout)."""
         one = type(self)(1, self.seq_len, self.n_features, self.cfg)
@@ -96,7 +115,17 @@ class Detector(ABC):
 
     def state(self) -> list[tf.Variable]:
         """Every variable, each with the group axis first, in a fixed order."""
-        return [self.mean, self.scale, self.threshold, *self._weights()]
+        return [self.mean, self.scale, self.threshold, self.feature_use, self.calibration, *self._weights()]
+
+    def used_features(self, g: int) -> dict[str, list[str]]:
+        """Group g's features by role, for the report: ``used``, ``one_sided``, ``ignored``."""
+        use = self.feature_use.numpy()[g]
+        names = list(FEATURES)[: self.n_features]
+        return {
+            "used": [f for f, u in zip(names, use) if u == 1.0],
+            "one_sided": [f for f, u in zip(names, use) if u == ONE_SIDED],
+            "ignored": [f for f, u in zip(names, use) if u == 0.0],
+        }
 
     def _check(self, x: np.ndarray, what: str) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -123,6 +152,38 @@ class Detector(ABC):
     def _score(self, xn, idx): ...
 
 
+#: ``feature_use`` of a feature constant in training whose fall below that constant is evidence
+#: and whose rise is not: the reading count (a dropout is an anomaly; an extra reading is not).
+ONE_SIDED = -1.0
+
+
+def feature_use(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """[G, F] roles from the training spread ``sd`` and ``mean`` of each group's features.
+
+    A feature that never varied in training carries no information about normal, only noise in
+    the reconstruction error: it is dropped, so it cannot dilute the score of the features that
+    do. The count is the exception: a constant count that falls is a dropout.
+    """
+    constant = sd <= 1e-9 * np.maximum(np.abs(mean), 1.0)
+    use = np.where(constant, 0.0, 1.0)
+    count = list(FEATURES).index("count")
+    if count < use.shape[1]:
+        use[:, count] = np.where(constant[:, count], ONE_SIDED, 1.0)
+    return use
+
+
+def weigh_features(err, xn, use):
+    """(score [N], per-step error [N, S]) from squared errors ``err`` [N, S, F] under ``use`` [N, F]:
+    the mean over used features, plus the squared shortfall of one-sided ones."""
+    use = tf.cast(use, err.dtype)[:, None, :]
+    used = tf.cast(tf.equal(use, 1.0), err.dtype)
+    one_sided = tf.cast(tf.equal(use, ONE_SIDED), err.dtype)
+    shortfall = tf.square(tf.minimum(tf.cast(xn, err.dtype), 0.0))
+    n = tf.maximum(tf.reduce_sum(used, axis=-1), 1.0)
+    per_step = (tf.reduce_sum(used * err, axis=-1) + tf.reduce_sum(one_sided * shortfall, axis=-1)) / n
+    return tf.reduce_mean(per_step, axis=-1), per_step
+
+
 class AutoencoderDetector(Detector):
     """Score = mean squared reconstruction error of the normalised window; per step, over features."""
 
@@ -133,8 +194,8 @@ class AutoencoderDetector(Detector):
     def _reconstruct(self, x, idx): ...
 
     def _score(self, xn, idx):
-        err = tf.reduce_mean(tf.square(self._reconstruct(xn, idx) - xn), axis=-1)
-        return tf.reduce_mean(err, axis=-1), err
+        err = tf.square(self._reconstruct(xn, idx) - xn)  # [N, S, F]
+        return weigh_features(err, xn, tf.gather(self.feature_use, idx))
 
     def _fit(self, xs):
         import keras
@@ -250,7 +311,9 @@ class OneClassSVM(Detector):
     Score = -decision_function (higher is more anomalous), computed in float64 so the
     SavedModel matches scikit-learn to ~1e-9. Groups have different numbers of support
     vectors; shorter ones are padded with zero dual coefficients. Per-step error is the
-    squared normalised deviation from the training mean (the SVM has no reconstruction).
+    squared normalised deviation from the training mean (the SVM has no reconstruction). It
+    keeps every feature: one constant in training is 0 in every support vector and adds only
+    its own deviation.
     """
 
     kind = "ocsvm"

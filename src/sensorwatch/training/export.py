@@ -53,9 +53,20 @@ class ServingModule(tf.Module):
             )
 
     def _outputs(self, values, stddev, count, idx):
-        score, per_step = self._det.score_graph(tf.stack([values, stddev, count], axis=-1), idx)
+        raw = tf.stack([values, stddev, count], axis=-1)
+        score, per_step = self._det.score_graph(raw, idx)
         thr = tf.gather(self._det.threshold, idx)
-        return {"score": score, "threshold": thr, "is_anomaly": score > thr, "per_step_error": per_step}
+        cal = tf.gather(self._det.calibration, idx)  # the incident stage's seed, per row
+        return {
+            "score": score,
+            "threshold": thr,
+            "is_anomaly": score > thr,
+            "per_step_error": per_step,
+            "feature_z": self._det.feature_z(raw, idx, per_step),
+            "seed_n": cal[:, 0],
+            "seed_mean": cal[:, 1],
+            "seed_var": cal[:, 2],
+        }
 
     def _serve_one(self, values, stddev, count):
         return self._outputs(values, stddev, count, tf.zeros([tf.shape(values)[0]], tf.int32))

@@ -67,6 +67,14 @@ class Calibrated:
     """why a group's threshold was refused (:class:`CalibrationError`); its threshold is then +inf"""
 
 
+def seed_of(val_scores: np.ndarray) -> tuple[float, float, float]:
+    """``(count, mean, variance)`` of a group's validation scores: the incident stage starts
+    the sensor's score history from them (:meth:`sensorwatch.core.incidents.Calibrator.reseed`)."""
+    v = np.asarray(val_scores, np.float64)
+    v = v[np.isfinite(v)]
+    return (float(len(v)), float(v.mean()), float(v.var())) if len(v) else (float("nan"),) * 3
+
+
 def fit_calibrated(data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_labels: bool = True) -> Calibrated:
     """Fit one stacked detector on every group's training windows and calibrate each group's
     threshold on its validation windows (with their labels when ``use_labels``)."""
@@ -94,4 +102,5 @@ def fit_calibrated(data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_
         rules.append(rule)
         errors.append(err)
     det.threshold.assign(np.asarray(thresholds, np.float32))
+    det.calibration.assign(np.asarray([seed_of(s) for s in scores], np.float32))
     return Calibrated(det, curves, scores, thresholds, rules, errors)

@@ -196,6 +196,8 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
             "threshold_rule": rule.describe(),
             "threshold_fit": rule.to_dict(),
             "val_score_quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.99, 0.995, 1.0)},
+            "features_used": det.used_features(g),
+            "incident_seed": dict(zip(("count", "mean", "variance"), det.calibration.numpy()[g].tolist())),
             "fingerprint": m.fingerprint,
         }
 

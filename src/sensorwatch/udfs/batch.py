@@ -60,3 +60,50 @@ def encode(batch: WindowBatch) -> bytes:
     times = np.stack([batch.start, batch.end, batch.closed]).astype("<i8").tobytes()
     feats = np.asarray(batch.features, dtype="<f8").transpose(2, 0, 1).tobytes()
     return head + times + feats + "\n".join(batch.sensors).encode("utf-8")
+
+
+#: Layout of a compact score batch (``encode_scores``; ``jvm/flink/.../UnpackScores.java`` reads it).
+SCORE_LONGS = ("end", "closed", "version")
+SCORE_DOUBLES = ("score", "threshold", "seed_n", "seed_mean", "seed_var")
+SCORE_BYTES = ("step", "feature", "hint")
+
+
+@dataclass
+class ScoreBatch:
+    """The scored windows of one batch, column by column: what the incident stage reads.
+
+    One bytes row per batch crosses from Python to the JVM, where ``unpack_scores`` makes the
+    per-window rows; a Python row per window would cost as much as the scoring itself.
+    """
+
+    sensors: list[str]
+    models: list[str]
+    cols: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+
+def encode_scores(b: ScoreBatch) -> bytes:
+    n = len(b)
+    parts = [np.array([n], "<i4").tobytes()]
+    parts += [np.asarray(b.cols[c], "<i8").tobytes() for c in SCORE_LONGS]
+    parts += [np.asarray(b.cols[c], "<f8").tobytes() for c in SCORE_DOUBLES]
+    parts += [np.asarray(b.cols[c], "i1").tobytes() for c in SCORE_BYTES]
+    names = "\n".join(f"{s}\t{m}" for s, m in zip(b.sensors, b.models))
+    return b"".join(parts) + names.encode("utf-8")
+
+
+def decode_scores(buf: bytes) -> ScoreBatch:
+    """The inverse of :func:`encode_scores` (tests; the job decodes in the JVM)."""
+    (n,) = np.frombuffer(buf, "<i4", count=1)
+    n, off, cols = int(n), 4, {}
+    for names, dtype, size in ((SCORE_LONGS, "<i8", 8), (SCORE_DOUBLES, "<f8", 8), (SCORE_BYTES, "i1", 1)):
+        for c in names:
+            cols[c] = np.frombuffer(buf, dtype, count=n, offset=off).copy()
+            off += size * n
+    lines = bytes(buf[off:]).decode("utf-8").split("\n") if n else []
+    if len(lines) != n:
+        raise ValueError(f"score batch names {len(lines)} windows for {n}")
+    pairs = [line.split("\t", 1) for line in lines]
+    return ScoreBatch([p[0] for p in pairs], [p[1] for p in pairs], cols)

@@ -20,8 +20,9 @@ from pyflink.table.udf import FunctionContext, TableFunction, udtf
 from sensorwatch.udfs.batch import decode
 from sensorwatch.udfs.metrics import Metrics
 
-#: Columns of what ``score_batch`` yields: which sink (anomaly, score, no_model), key, value.
-OUTPUT_COLUMNS = ("kind", "k", "v")
+#: Columns of what ``score_batch`` yields: which sink (anomaly, score, no_model), key, value;
+#: and ``packed``, the batch's compact scores on the one ``window_scores`` row per batch.
+OUTPUT_COLUMNS = ("kind", "k", "v", "packed")
 
 
 class ScoreBatch(TableFunction):
@@ -47,7 +48,7 @@ class ScoreBatch(TableFunction):
     def eval(self, batch: bytes):
         self.batches.inc()
         for out in self.scorer.score(decode(batch)):
-            yield out.kind, out.key, out.value
+            yield out.kind, out.key, out.value, out.packed
 
     def is_deterministic(self) -> bool:
         # it calls a model server: the planner must neither fold nor duplicate the call
@@ -56,4 +57,4 @@ class ScoreBatch(TableFunction):
 
 def score_batch_function(settings):
     """The registered form of :class:`ScoreBatch` for ``settings``."""
-    return udtf(ScoreBatch(settings), result_types=[DataTypes.STRING()] * len(OUTPUT_COLUMNS))
+    return udtf(ScoreBatch(settings), result_types=[DataTypes.STRING()] * 3 + [DataTypes.BYTES()])

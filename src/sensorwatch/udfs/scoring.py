@@ -29,7 +29,8 @@ import numpy as np
 
 from sensorwatch.core.config import Settings
 from sensorwatch.core.contracts import anomaly_record
-from sensorwatch.core.outputs import ANOMALY, NO_MODEL, SCORE
+from sensorwatch.core.explain import explain
+from sensorwatch.core.outputs import ANOMALY, NO_MODEL, SCORE, WINDOW_SCORES
 from sensorwatch.core.windows import model_name
 from sensorwatch.serving.client import (
     RETRYABLE,
@@ -39,7 +40,7 @@ from sensorwatch.serving.client import (
     predict_request,
     score_inputs,
 )
-from sensorwatch.udfs.batch import WindowBatch
+from sensorwatch.udfs.batch import ScoreBatch, WindowBatch, encode_scores
 from sensorwatch.udfs.metrics import Metrics
 
 log = logging.getLogger("sensorwatch.scoring")
@@ -51,11 +52,13 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000)
 
 @dataclass(frozen=True)
 class Output:
-    """One record for a Kafka topic: ``kind`` (an :class:`~sensorwatch.core.outputs.OutputKind`'s) picks it."""
+    """One record for a Kafka topic: ``kind`` (an :class:`~sensorwatch.core.outputs.OutputKind`'s) picks it;
+    or, kind :data:`WINDOW_SCORES`, the batch's compact scores for the incident stage in ``packed``."""
 
     kind: str
-    key: str
-    value: str
+    key: str | None
+    value: str | None
+    packed: bytes | None = None
 
 
 @dataclass
@@ -142,7 +145,8 @@ class BatchScorer:
 
     # ---------------------------------------------------------------- records
     def score(self, batch: WindowBatch) -> list[Output]:
-        """One output per window of ``batch`` that needs publishing, in batch order."""
+        """One output per window of ``batch`` that needs publishing, in batch order, then one
+        :data:`WINDOW_SCORES` row holding every scored window (when there is one)."""
         if len(batch) == 0:
             return []
         calls = self._plan(batch)
@@ -151,6 +155,7 @@ class BatchScorer:
         per_row: list[Output | None] = [None] * len(batch)
         m = self.metrics
         emit_scores = SCORE.enabled(self.settings)
+        scored: list[tuple[_Call, ScoreResult, np.ndarray]] = []
         for i, call in enumerate(calls):
             ans = answers[i]
             if isinstance(ans, grpc.RpcError):
@@ -175,6 +180,7 @@ class BatchScorer:
                     )
                 continue
             known = ans.extra.get("known")
+            scored.append((call, ans, np.ones(len(call.rows), bool) if known is None else np.asarray(known, bool)))
             for j, r in enumerate(call.rows):
                 r = int(r)
                 if known is not None and not bool(known[j]):
@@ -191,7 +197,50 @@ class BatchScorer:
                 elif emit_scores:
                     per_row[r] = Output(SCORE.kind, rec["key"], json.dumps(rec))
         self._observe_latency(batch, now)
-        return [o for o in per_row if o is not None]
+        out = [o for o in per_row if o is not None]
+        packed = self._window_scores(batch, scored) if self.settings.job.incidents.enabled else None
+        if packed is not None:
+            out.append(Output(WINDOW_SCORES, None, None, packed))
+        return out
+
+    @staticmethod
+    def _window_scores(batch: WindowBatch, scored: list[tuple[_Call, ScoreResult, np.ndarray]]) -> bytes | None:
+        """Every scored window of ``batch`` as one compact row (see :class:`ScoreBatch`)."""
+        parts = []
+        for call, ans, ok in scored:
+            if not ok.any():
+                continue
+            rows = call.rows[ok]
+            n = len(rows)
+            pse = None if ans.per_step_error is None else np.asarray(ans.per_step_error)[ok]
+            fz = ans.extra.get("feature_z")
+            step, feature, hint = explain(batch.features[rows], pse, None if fz is None else np.asarray(fz)[ok])
+            nan = np.full(n, np.nan)
+            seed = {
+                k: np.asarray(ans.extra[k], np.float64)[ok] if k in ans.extra else nan
+                for k in ("seed_n", "seed_mean", "seed_var")
+            }
+            parts.append(
+                (
+                    [batch.sensors[r] for r in rows],
+                    [call.model] * n,
+                    {
+                        "end": batch.end[rows],
+                        "closed": batch.closed[rows],
+                        "version": np.full(n, ans.model_version or 0, np.int64),
+                        "score": np.asarray(ans.score, np.float64)[ok],
+                        "threshold": np.asarray(ans.threshold, np.float64)[ok],
+                        **seed,
+                        "step": step,
+                        "feature": feature,
+                        "hint": hint,
+                    },
+                )
+            )
+        if not parts:
+            return None
+        cols = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+        return encode_scores(ScoreBatch([s for p in parts for s in p[0]], [m for p in parts for m in p[1]], cols))
 
     def _observe_latency(self, batch: WindowBatch, now_ms: int) -> None:
         lat = np.maximum(now_ms - batch.closed, 0)

@@ -21,6 +21,24 @@ def choices(model: type[BaseModel], field: str) -> list[str]:
     return list(typing.get_args(annotation))
 
 
+def incident_line(rec: dict) -> str:
+    """One incident record as a line: ``OPENED sensor since HH:MM:SS severity 72 (level_shift in values) ...``."""
+
+    def hms(ms: int | None) -> str:
+        return "-" if ms is None else time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
+
+    why = rec.get("explanation") or {}
+    hint = why.get("kind_hint") or "no kind hint"
+    what = f"{hint} in {why.get('feature')}" if why.get("feature") else hint
+    span = f"since {hms(rec['start'])}" if rec["event"] == "opened" else f"{hms(rec['start'])} to {hms(rec['end'])}"
+    learning = " [learning: not alerted]" if rec.get("learning") else ""
+    return (
+        f"{rec['event'].upper():<6} {rec['sensor']} {span}: severity {rec['severity']}, {what}, "
+        f"peak score {rec['peak_score']:.2f} (threshold {rec['threshold']:.2f}, {rec['model_name']} "
+        f"v{rec['model_version']}){learning}"
+    )
+
+
 def record_line(rec: dict) -> str:
     """One output record as a line: ``sensor window to HH:MM:SS: score > threshold (model vN)``."""
     t = time.strftime("%H:%M:%S", time.gmtime(rec["window_end"] / 1000))

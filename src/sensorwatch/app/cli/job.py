@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sensorwatch.app.cli.common import record_line
+from sensorwatch.app.cli.common import incident_line, record_line
 from sensorwatch.core.config import Settings, TopicsConfig, add_overrides_argument
 from sensorwatch.core.optional import require
 
@@ -21,14 +21,21 @@ def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    """Follow the anomalies (or another output) topic and print one line per record."""
+    """Follow the incidents (or another output) topic and print one line per record."""
     from sensorwatch.app.local import tail
 
     topic = getattr(settings.kafka.topics, args.topic)
     try:
         for rec in tail(settings, topic, from_beginning=args.from_beginning):
-            windowed = "sensor" in rec and "window_end" in rec
-            print(json.dumps(rec) if args.json or not windowed else record_line(rec), flush=True)
+            if args.json:
+                line = json.dumps(rec)
+            elif "incident_id" in rec:
+                line = incident_line(rec)
+            elif "sensor" in rec and "window_end" in rec:
+                line = record_line(rec)
+            else:
+                line = json.dumps(rec)
+            print(line, flush=True)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -45,9 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--explain", action="store_true", help="print the optimised SQL plan and exit")
     s.set_defaults(func=cmd_job)
 
-    s = sub.add_parser("tail", help="follow the anomalies topic (one line per anomaly)")
+    s = sub.add_parser("tail", help="follow the incidents topic (one line per incident opened or closed)")
     s.add_argument(
-        "--topic", default="anomalies", choices=list(TopicsConfig.model_fields), help="which of kafka.topics to follow"
+        "--topic", default="incidents", choices=list(TopicsConfig.model_fields), help="which of kafka.topics to follow"
     )
     s.add_argument("--from-beginning", dest="from_beginning", action="store_true")
     s.add_argument("--json", action="store_true", help="print whole records")

@@ -1,0 +1,45 @@
+"""``bench/nab.py`` on a slice of NAB (three series): the real broker, the model server and the
+job, scored by the project's NAB scorer. The whole corpus runs as the benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sensorwatch.app.nab import DETECTORS, Corpus
+from sensorwatch.core.paths import REPO, shared_dir
+
+pytestmark = pytest.mark.integration  # its own broker, model server and Flink mini-cluster
+
+#: three short series of two categories with five labelled windows among them
+SLICE = [
+    "artificialWithAnomaly/art_increase_spike_density.csv",
+    "realAdExchange/exchange-3_cpm_results.csv",
+    "realAdExchange/exchange-4_cpc_results.csv",
+]
+
+
+def test_a_slice_of_nab_through_the_stream(tmp_path):
+    corpus = Corpus(shared_dir() / "datasets" / "nab-dev")
+    cmd = [sys.executable, str(REPO / "bench" / "nab.py"), "--names", *SLICE, "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = sum(len(corpus.series(n).ts) for n in SLICE)
+    # every row replayed and accounted for, every window scored
+    assert result["readings"] == rows and result["windows_without_record"] == 0
+    # the job's incidents are the reference rules' on the job's own scores, incident for incident
+    assert result["incidents"] > 0 and result["reference_mismatches"] == 0
+    assert result["incident_records"] <= 2 * (result["incidents"] + result["learning_incidents"])
+    # scored by the project's scorer: a figure per profile, and at least one window found
+    assert all(isinstance(result[p], float) for p in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
+    assert result["detected_windows"] >= 2
+    # NAB results files for both detectors, one row per data row
+    for name in SLICE:
+        category, file = name.split("/")
+        for det in DETECTORS:
+            lines = (tmp_path / category / f"{det}_{file}").read_text().splitlines()
+            assert lines[0] == "timestamp,value,anomaly_score,label" and len(lines) == len(corpus.series(name).ts) + 1

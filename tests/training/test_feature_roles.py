@@ -1,0 +1,65 @@
+"""Features that fit the source: one constant in training does not dilute the score, and a
+constant count counts only when it falls (a dropout), not when a reading too many arrives."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from sensorwatch.core.config import TrainingConfig
+from sensorwatch.training.detectors import ONE_SIDED, feature_use, make_detector, weigh_features
+
+S, F = 16, 3
+
+
+def test_constant_features_are_dropped_and_a_constant_count_is_one_sided():
+    sd = np.array([[2.0, 0.0, 0.0], [2.0, 0.5, 3.0]])
+    mean = np.array([[10.0, 0.0, 1.0], [10.0, 1.0, 60.0]])
+    use = feature_use(sd, mean)
+    assert use.tolist() == [[1.0, 0.0, ONE_SIDED], [1.0, 1.0, 1.0]]
+
+
+def test_weighing_ignores_dropped_features_and_counts_only_a_shortfall():
+    use = tf.constant([[1.0, 0.0, ONE_SIDED]] * 3)
+    err = np.zeros((3, S, F), np.float32)
+    err[:, :, 0] = 1.0  # the same error in the used feature
+    err[1, :, 1] = 50.0  # a dropped feature's error: ignored
+    xn = np.zeros((3, S, F), np.float32)
+    xn[1, :, 2] = +4.0  # an extra reading: no evidence
+    xn[2, 3, 2] = -4.0  # a shortfall of the count at one step: evidence
+    score, per_step = (t.numpy() for t in weigh_features(tf.constant(err), tf.constant(xn), use))
+    assert score[0] == score[1] == 1.0
+    assert per_step[2, 3] == 1.0 + 16.0 and score[2] == (16 * 1.0 + 16.0) / 16
+
+
+def test_a_fitted_detector_records_its_roles_and_its_seed_slot():
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(10, 1, (200, S)), np.zeros((200, S)), np.ones((200, S))], axis=-1)
+    det = make_detector("dense_ae", 1, S, F, TrainingConfig(epochs=1, min_windows=10))
+    det.fit([x])
+    assert det.used_features(0) == {"used": ["values"], "one_sided": ["count"], "ignored": ["stddev"]}
+    assert np.isnan(det.calibration.numpy()).all(), "the seed is set by calibration, not by fit"
+
+
+def test_the_seed_is_the_validation_scores_count_mean_and_variance():
+    from sensorwatch.training.fit import seed_of
+
+    v = np.array([1.0, 2.0, 3.0, np.inf])
+    assert seed_of(v) == (3.0, 2.0, 2.0 / 3.0)
+    assert all(np.isnan(seed_of(np.array([]))))
+
+
+def test_the_explanation_sees_features_in_their_roles():
+    rng = np.random.default_rng(1)
+    x = np.stack([rng.normal(10, 1, (200, S)), np.zeros((200, S)), np.ones((200, S))], axis=-1)
+    det = make_detector("dense_ae", 1, S, F, TrainingConfig(epochs=1, min_windows=10))
+    det.fit([x])
+    w = x[:2].copy()
+    w[0, :, 2] = 3.0  # extra readings: no evidence
+    w[1, :, 2] = 0.0  # a dropout
+    w[:, :, 1] = 5.0  # a spread the sensor never had: a dropped feature, not explained either
+    per_step = np.zeros((2, S), np.float32)
+    per_step[:, 4] = 1.0
+    z = det.feature_z(tf.constant(w, tf.float32), tf.constant([0, 0]), tf.constant(per_step)).numpy()
+    assert z[0, 2] == 0.0 and z[1, 2] < -3 and (z[:, 1] == 0.0).all()
+    assert np.allclose(z[:, 0], (w[:, 4, 0] - det.mean.numpy()[0, 0]) / det.scale.numpy()[0, 0], atol=1e-4)
