@@ -37,6 +37,9 @@ def flink_configuration(s: Settings) -> dict[str, str]:
         "execution.checkpointing.tolerable-failed-checkpoints": "1000",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "table.exec.source.idle-timeout": f"{job.idle_timeout_ms} ms",
+        # the Kafka connector's admin-client thread may still log while a cancelled job's
+        # classloader closes; Flink's leak check then prints a stack trace for nothing lost
+        "classloader.check-leaked-classloader": "false",
         "python.fn-execution.bundle.time": str(job.python_bundle_ms),
         "python.fn-execution.bundle.size": "1000",
         "python.executable": job.python_executable or sys.executable,
