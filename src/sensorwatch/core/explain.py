@@ -65,11 +65,6 @@ def explain(
     if n == 0:
         empty = np.empty(0, np.int8)
         return empty, empty, empty
-    med = np.median(x, axis=1, keepdims=True)
-    mad = np.median(np.abs(x - med), axis=1, keepdims=True)
-    scale = np.maximum(1.4826 * mad, 1e-9 * np.maximum(np.abs(med), 1.0))
-    z = (x - med) / scale  # [n, S, F]
-    rows = np.arange(n)
     if (
         per_step_error is not None
         and feature_z is not None
@@ -77,6 +72,12 @@ def explain(
         and np.shape(feature_z) == (n, x.shape[2])
     ):
         return _by_the_model(np.asarray(per_step_error, np.float64), np.asarray(feature_z, np.float64))
+    # no view from the model: the window's own robust centre and spread
+    med = np.median(x, axis=1, keepdims=True)
+    mad = np.median(np.abs(x - med), axis=1, keepdims=True)
+    scale = np.maximum(1.4826 * mad, 1e-9 * np.maximum(np.abs(med), 1.0))
+    z = (x - med) / scale  # [n, S, F]
+    rows = np.arange(n)
     if per_step_error is not None and np.shape(per_step_error) == (n, s):
         step = np.nanargmax(np.where(np.isfinite(per_step_error), per_step_error, -np.inf), axis=1)
     else:
