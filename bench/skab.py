@@ -30,43 +30,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-TRAIN_ROWS = 400
-# per kind: window, threshold quantile, margin, and model widths
-PROTOCOL = {
-    "conv_ae": dict(seq_len=60, quantile=0.999, margin=4 / 3, hidden=32, latent=16, kernel_size=7),
-    "lstm_ae": dict(seq_len=10, quantile=0.99, margin=3 / 2, hidden=32, latent=16),
-    "dense_ae": dict(seq_len=60, quantile=0.999, margin=4 / 3, hidden=64, latent=16),
-    "ocsvm": dict(seq_len=10, quantile=0.99, margin=3 / 2),
-}
-
-
-def load(skab: Path):
-    import pandas as pd
-
-    files = sorted(p for d in ("valve1", "valve2", "other") for p in (skab / d).glob("*.csv"))
-    out = []
-    for f in files:
-        df = pd.read_csv(f, sep=";", index_col="datetime", parse_dates=True)
-        y = df.pop("anomaly").to_numpy(bool)
-        df.pop("changepoint")
-        out.append((f"{f.parent.name}/{f.name}", df.to_numpy(np.float32), y))
-    return out
-
 
 def windows(x: np.ndarray, s: int) -> np.ndarray:
+    """Every window of ``s`` consecutive rows, [N, s, channels]."""
     return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(x, s, axis=0).transpose(0, 2, 1))
 
 
-def flag_points(win_flag: np.ndarray, n: int, s: int) -> np.ndarray:
-    """Point t is anomalous when the windows starting at t-s+1 .. t-1 are all anomalous."""
-    pts = np.zeros(n, bool)
-    for t in range(s - 1, n - s + 1):
-        if win_flag[t - s + 1 : t].all():
-            pts[t] = True
-    return pts
-
-
 def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
+    from sensorwatch.app.skab import PROTOCOL, TRAIN_ROWS, Confusion, flag_points
     from sensorwatch.core.config import TrainingConfig
     from sensorwatch.training.calibrate import fit_threshold
     from sensorwatch.training.detectors import make_detector
@@ -85,7 +56,7 @@ def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
     t0 = time.time()
     det = make_detector(kind, len(data), s, data[0][1].shape[1], cfg)
     det.fit([windows(x[:TRAIN_ROWS], s) for _, x, _ in data])
-    tp = fp = fn = tn = 0
+    cm = Confusion()
     for g, (_, x, y) in enumerate(data):
         train_scores, _ = det.score(windows(x[:TRAIN_ROWS], s), g)
         # the protocol's margin is on a mean *absolute* residual; ours is a mean *squared* one
@@ -94,17 +65,8 @@ def run_kind(kind: str, data, epochs: int, seed: int) -> dict:
             train_scores, quantile=p["quantile"], margin=margin, nonnegative=det.nonnegative_scores, min_windows=0
         )  # the protocol's quantile, as published
         test, yt = x[TRAIN_ROWS:], y[TRAIN_ROWS:]
-        pred = flag_points(det.score(windows(test, s), g)[0] > thr, len(test), s)
-        tp += int((pred & yt).sum())
-        fp += int((pred & ~yt).sum())
-        fn += int((~pred & yt).sum())
-        tn += int((~pred & ~yt).sum())
-    return {
-        "f1": round(tp / (tp + (fp + fn) / 2), 4),
-        "far": round(100 * fp / (fp + tn), 2),
-        "mar": round(100 * fn / (fn + tp), 2),
-        "seconds": round(time.time() - t0, 1),
-    }
+        cm.add(flag_points(det.score(windows(test, s), g)[0] > thr, len(test), s), yt)
+    return {**cm.metrics(), "seconds": round(time.time() - t0, 1)}
 
 
 def main() -> None:
@@ -113,9 +75,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    from sensorwatch.app.skab import TRAIN_ROWS, load
     from sensorwatch.core.paths import skab_dir
 
-    data = load(skab_dir())
+    data = [(f.name, f.x, f.y) for f in load(skab_dir())]
     n_test = sum(len(y) - TRAIN_ROWS for _, _, y in data)
     share = sum(int(y[TRAIN_ROWS:].sum()) for _, _, y in data) / n_test
     print(

@@ -9,7 +9,11 @@ from sensorwatch.core.windows import (
     FEATURES,
     SensorSeries,
     aggregate_readings,
+    device_model_name,
+    device_sequences,
+    device_series,
     keep_window,
+    matches,
     model_name,
     sensor_of_model,
     sequences,
@@ -79,3 +83,29 @@ def test_model_names_per_sensor_and_packed():
     assert model_name("x/y", "packed", 4) == model_name("x/y", "packed", 4)  # stable across processes
     with pytest.raises(ValueError):
         model_name("x/y", "sharded")
+
+
+def test_device_series_puts_a_devices_tags_side_by_side_missing_as_nan():
+    a = SensorSeries("p/flow", [5000, 10000, 15000], [1.0, 2.0, 3.0], [0.1, 0.2, 0.3], [5, 5, 5])
+    b = SensorSeries("p/power", [10000, 20000], [7.0, 8.0], [0.0, 0.0], [4, 4])
+    other = SensorSeries("q/flow", [5000], [9.0], [0.0], [1])
+    ds = device_series({"p/power": b, "p/flow": a, "q/flow": other})
+    p = ds["p"]
+    assert p.tags == ["flow", "power"], "a fixed tag order: sorted"
+    assert p.window_end.tolist() == [5000, 10000, 15000, 20000], "a step per window in which any tag was read"
+    np.testing.assert_array_equal(p.feats[:, 0, 0], [1.0, 2.0, 3.0, np.nan])
+    np.testing.assert_array_equal(p.feats[:, 1, 0], [np.nan, 7.0, np.nan, 8.0])
+    assert p.feats[1, 1].tolist() == [7.0, 0.0, 4.0]
+    X, ends = device_sequences(p, 2)
+    assert X.shape == (3, 2, 2, 3) and ends.tolist() == [10000, 15000, 20000]
+    np.testing.assert_array_equal(X[0, :, 1, 0], [np.nan, 7.0])
+    assert device_sequences(ds["q"], 2)[0].shape == (0, 2, 1, 3)
+    assert len(p.between(10000, 20000)) == 2
+
+
+def test_device_model_names_and_selectors():
+    assert device_model_name("pump-01") == "pump-01"
+    names = {device_model_name(f"pump-{i}", "packed", 4) for i in range(100)}
+    assert names == {f"packed-dev-{i:03d}" for i in range(4)}, "apart from the sensor models' packed groups"
+    assert matches("pump-01", "dev-*, pump-0?") and not matches("pump-011", "pump-0?")
+    assert not matches("pump-01", None) and not matches("pump-01", "")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sensorwatch.core.config import Settings
-from sensorwatch.core.explain import HINTS
+from sensorwatch.core.explain import HINTS, parse_drivers
 from sensorwatch.core.incidents import RECORD_FIELDS, Explanation, IncidentTracker
 from sensorwatch.core.outputs import WINDOW_SCORES
 from sensorwatch.core.windows import FEATURES
@@ -29,7 +29,7 @@ def _scenario() -> dict[str, list[dict]]:
     rng = np.random.default_rng(7)
     out: dict[str, list[dict]] = {}
 
-    def add(sensor, scores, *, version=1, seed=(float("nan"),) * 3, threshold=3.0, skip_at=None, skip=0):
+    def add(sensor, scores, *, version=1, seed=(float("nan"),) * 3, threshold=3.0, skip_at=None, skip=0, device=False):
         rows, t = [], T0
         for i, sc in enumerate(scores):
             if skip_at is not None and i == skip_at:
@@ -43,7 +43,9 @@ def _scenario() -> dict[str, list[dict]]:
                     threshold=threshold,
                     version=v,
                     seed=seed,
-                    why=Explanation(i % 16, i % 3, i % len(HINTS)),
+                    why=Explanation(i % 16, -1, 0, f"speed:{0.5 + i % 7 / 20:.3f},flow:0.100")
+                    if device
+                    else Explanation(i % 16, i % 3, i % len(HINTS)),
                 )
             )
             t += W
@@ -66,6 +68,13 @@ def _scenario() -> dict[str, list[dict]]:
         seed=(200.0, 1.0, 0.01),
         skip_at=503,
         skip=100,
+    )
+    # a device model's windows: the explanation names the tags that drove the score
+    add(
+        "pump-d",
+        np.r_[rng.normal(1, 0.1, 300), [30, 30, 30], rng.normal(1, 0.1, 40)],
+        seed=(118.0, 1.0, 0.01),
+        device=True,
     )
     return out
 
@@ -97,8 +106,9 @@ def _reference(s: Settings, scenario: dict[str, list[dict]]) -> list[dict]:
                             window_end=e.peak_window_end,
                             step=e.explanation.step,
                             step_end=e.peak_window_end - (s.job.seq_len - 1 - e.explanation.step) * W,
-                            feature=FEATURES[e.explanation.feature],
+                            feature=FEATURES[e.explanation.feature] if e.explanation.feature >= 0 else None,
                             kind_hint=HINTS[e.explanation.hint] or None,
+                            tags=parse_drivers(e.explanation.drivers),
                         ),
                     )
                 )
@@ -125,7 +135,10 @@ def _batches(scenario: dict[str, list[dict]]) -> list[bytes]:
             "feature": [r["why"].feature for r in rows],
             "hint": [r["why"].hint for r in rows],
         }
-        batches.append(encode_scores(ScoreBatch([r["sensor"] for r in rows], ["m-" + r["sensor"] for r in rows], cols)))
+        drivers = [r["why"].drivers or "" for r in rows]
+        batches.append(
+            encode_scores(ScoreBatch([r["sensor"] for r in rows], ["m-" + r["sensor"] for r in rows], cols, drivers))
+        )
     return batches
 
 
@@ -166,6 +179,7 @@ def test_the_jvm_incident_stage_matches_the_reference(stage):
     assert all(tuple(rec) == RECORD_FIELDS for rec in recs), recs[:1]
     # the scenario's points are there: learning incident, regime change absorbed, new events, silence
     assert any(r["learning"] for r in want) and any(r["closed_by"] == "silence" for r in want)
+    assert any(r["explanation"]["tags"] for r in want if r["sensor"] == "pump-d"), "a device's drivers are quoted"
     assert sum(r["event"] == "opened" and not r["learning"] for r in want) >= 3
     key = lambda r: (r["incident_id"], r["event"])  # noqa: E731
     got_by = {key(r): r for r in recs}

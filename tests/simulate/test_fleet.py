@@ -111,3 +111,40 @@ def test_labels_match_what_was_injected(kind):
             spikes = np.abs(diff) > 0
             assert 0.02 < spikes.mean() < 0.25
             assert np.all(np.abs(diff[spikes]) >= 8 * noise - 1e-9)
+
+
+def test_pump_tags_follow_one_load_and_a_decouple_breaks_only_the_relation():
+    """A decoupled tag stays inside its own normal range (a model of that tag alone sees nothing
+    out of the ordinary) while it stops following the pump's other tags; the label names the
+    device and the tag."""
+    from sensorwatch.simulate.fleet import PUMP_TAGS
+
+    cfg = _cfg(devices=1, pumps=3, relation_faults_per_hour=3.0, anomaly_rate_per_hour=0.0, duration_s=7200)
+    faulty, clean = (
+        Fleet(cfg, now_ms=10**12),
+        Fleet(cfg.model_copy(update={"relation_faults_per_hour": 0.0}), now_ms=10**12),
+    )
+    labels = [lab for lab in faulty.labels if lab.kind == "decouple"]
+    assert len(labels) >= 6 and all(lab.device.startswith("pump-") and lab.tags for lab in labels)
+    assert {lab.to_dict()["device"] for lab in labels} <= set(faulty.pumps)
+    assert not [lab for lab in faulty.labels if lab.sensor.startswith("dev-")], "plain devices: their own kinds only"
+    rf, rc = _collect(faulty), _collect(clean)
+    np.testing.assert_array_equal(rf["ts"], rc["ts"])
+    names = np.asarray(faulty.sensors)
+    for lab in labels:
+        me = names[rf["sensor_idx"]] == lab.sensor
+        inside = me & (rf["ts"] >= lab.start) & (rf["ts"] < lab.end)
+        normal = rc["value"][names[rc["sensor_idx"]] == lab.sensor]
+        lo, hi = np.quantile(normal, [0.0, 1.0])
+        span = hi - lo
+        assert (rf["value"][inside] >= lo - 0.05 * span).all() and (rf["value"][inside] <= hi + 0.05 * span).all()
+        assert np.abs(rf["value"][inside] - rc["value"][inside]).max() > 0.1 * span, "the tag left its load"
+        others = [f"{lab.device}/{t}" for t in PUMP_TAGS if t != lab.tags[0]]
+        for o in others:
+            m = (names[rf["sensor_idx"]] == o) & (rf["ts"] >= lab.start) & (rf["ts"] < lab.end)
+            np.testing.assert_array_equal(rf["value"][m], rc["value"][m])
+    # outside faults the tags move together: flow and speed of a pump are proportional
+    p = faulty.pumps[0]
+    flow = rc["value"][names[rc["sensor_idx"]] == f"{p}/flow"]
+    speed = rc["value"][names[rc["sensor_idx"]] == f"{p}/speed"]
+    assert np.corrcoef(flow, speed)[0, 1] > 0.95

@@ -27,9 +27,12 @@ def test_weighing_ignores_dropped_features_and_counts_only_a_shortfall():
     xn = np.zeros((3, S, F), np.float32)
     xn[1, :, 2] = +4.0  # an extra reading: no evidence
     xn[2, 3, 2] = -4.0  # a shortfall of the count at one step: evidence
-    score, per_step = (t.numpy() for t in weigh_features(tf.constant(err), tf.constant(xn), use))
+    score, per_step, per_feature = (t.numpy() for t in weigh_features(tf.constant(err), tf.constant(xn), use))
     assert score[0] == score[1] == 1.0
     assert per_step[2, 3] == 1.0 + 16.0 and score[2] == (16 * 1.0 + 16.0) / 16
+    # what each feature contributed: they sum to the score, a dropped feature gave nothing
+    np.testing.assert_allclose(per_feature.sum(axis=1), score, rtol=1e-6)
+    assert per_feature[1, 1] == 0.0 and per_feature[2, 2] == 1.0
 
 
 def test_a_fitted_detector_records_its_roles_and_its_seed_slot():

@@ -37,3 +37,32 @@ def test_truncated_batch_is_a_clear_error(cut):
     raw = encode(b)
     with pytest.raises(ValueError, match="window batch"):
         decode(raw[:cut])
+
+
+def test_device_batch_round_trip_with_padding_and_missing_steps():
+    from sensorwatch.udfs.batch import DeviceBatch, decode_devices, encode_devices
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(2, 4, 3, 3))
+    feats[0, 1, 2] = np.nan  # a tag without a reading in one step
+    feats[1, :, 2] = np.nan  # padding: the second window has two tags
+    tags = np.array([["flow", "power", "speed"], ["flow", "power", ""]], dtype=object)
+    b = DeviceBatch(["pump-1", "pump-2"], np.array([1, 2]), np.array([3, 4]), np.array([5, 6]), tags, feats)
+    d = decode(encode_devices(b))
+    assert isinstance(d, DeviceBatch) and d.devices == d.sensors == ["pump-1", "pump-2"]
+    assert d.tags.tolist() == tags.tolist()
+    np.testing.assert_array_equal(d.features, feats)
+    for name in ("start", "end", "closed"):
+        np.testing.assert_array_equal(getattr(d, name), getattr(b, name))
+    with pytest.raises(ValueError, match="device batch"):
+        decode_devices(encode_devices(b)[:40])
+
+
+def test_score_rows_carry_a_device_models_drivers():
+    from sensorwatch.udfs.batch import SCORE_BYTES, SCORE_DOUBLES, SCORE_LONGS, ScoreBatch, decode_scores, encode_scores
+
+    cols = {c: np.arange(2) for c in (*SCORE_LONGS, *SCORE_DOUBLES, *SCORE_BYTES)}
+    b = ScoreBatch(["pump-1", "d/t"], ["pump-1", "packed-001"], cols, ["speed:0.700,flow:0.300", ""])
+    d = decode_scores(encode_scores(b))
+    assert d.sensors == b.sensors and d.models == b.models and d.drivers == b.drivers
+    assert decode_scores(encode_scores(ScoreBatch(["d/t"], ["m"], {c: v[:1] for c, v in cols.items()}))).drivers == [""]

@@ -102,10 +102,13 @@ def evaluate(records: Iterable[dict], labels: Iterable[dict]) -> Evaluation:
 
 
 def _evaluate(runs: dict[str, list[tuple[int, int, int]]], labels: Iterable[dict]) -> Evaluation:
+    """Alerts keyed by a sensor answer for that sensor's labels; alerts keyed by a device (a
+    device model's, no ``/``) answer for the labels of every sensor of that device."""
     labels = list(labels)
     by_label: dict[str, list[dict]] = {}
     for lab in labels:
         by_label.setdefault(lab["sensor"], []).append(lab)
+        by_label.setdefault(lab["sensor"].partition("/")[0], []).append(lab)
     true_alerts = sum(
         1
         for sensor, rs in runs.items()
@@ -116,7 +119,8 @@ def _evaluate(runs: dict[str, list[tuple[int, int, int]]], labels: Iterable[dict
     for lab in labels:
         kind = ev.per_kind.setdefault(lab["kind"], [0, 0])
         kind[1] += 1
-        hits = [c for a, b, c in runs.get(lab["sensor"], ()) if a < lab["end"] and lab["start"] < b]
+        mine = [*runs.get(lab["sensor"], ()), *runs.get(lab["sensor"].partition("/")[0], ())]
+        hits = [c for a, b, c in mine if a < lab["end"] and lab["start"] < b]
         if hits:
             ev.detected += 1
             kind[0] += 1

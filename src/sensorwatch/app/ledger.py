@@ -12,6 +12,7 @@ import time
 from sensorwatch.app import local
 from sensorwatch.core.config import Settings
 from sensorwatch.core.outputs import OUTPUTS
+from sensorwatch.core.windows import matches
 from sensorwatch.simulate import Fleet
 
 
@@ -52,15 +53,18 @@ class Ledger:
         local.consume(self.s, list(where), lambda _r: self.readings_accounted() >= expected, timeout_s, on_record)
 
     def windows_expected(self, exclude: str = "watermark/") -> set[str]:
-        by_sensor: dict[str, list[int]] = {}
+        """Keys ``sensor@end`` (and ``device@end`` for devices with a device model, whose
+        steps are the tumbling windows in which any of its tags had a reading)."""
+        by_key: dict[str, set[int]] = {}
+        selector = self.s.serving.device_models
         for rec in self.aggregates.values():
             if not rec["sensor"].startswith(exclude):
-                by_sensor.setdefault(rec["sensor"], []).append(rec["window_end"])
+                key = rec["device"] if matches(rec["device"], selector) else rec["sensor"]
+                by_key.setdefault(key, set()).add(rec["window_end"])
         out = set()
         seq = self.s.job.seq_len
-        for sensor, ends in by_sensor.items():
-            ends.sort()
-            out.update(f"{sensor}@{e}" for e in ends[seq - 1 :])
+        for key, ends in by_key.items():
+            out.update(f"{key}@{e}" for e in sorted(ends)[seq - 1 :])
         return out
 
     def read_outputs(self, timeout_s: float = 120, quiet_s: float = 8, on_record=None) -> None:

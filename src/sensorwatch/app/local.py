@@ -27,7 +27,7 @@ def history_config(sim: SimulatorConfig, live_start_ms: int, hours: float = 2.0)
     h = sim.model_copy(deep=True)
     h.duration_s = hours * 3600.0
     h.start_ms = live_start_ms - int(h.duration_s * 1000)
-    h.anomaly_rate_per_hour = 0.0
+    h.anomaly_rate_per_hour = h.relation_faults_per_hour = 0.0
     h.late_rate = h.malformed_rate = h.out_of_order_rate = 0.0
     h.labels_file = None
     return h

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,7 +116,7 @@ class StackConfig(_Section):
 class SimulatorConfig(_Section):
     """The simulated fleet: devices x tags, each a sensor with its own normal behaviour."""
 
-    devices: int = Field(10, ge=1)
+    devices: int = Field(10, ge=0)
     """number of devices; each carries every tag"""
     tags: list[Literal["temperature", "pressure", "vibration"]] = [
         "temperature",
@@ -123,6 +124,10 @@ class SimulatorConfig(_Section):
         "vibration",
     ]
     """tag kinds every device carries: temperature, pressure, vibration"""
+    pumps: int = Field(0, ge=0)
+    """pump devices (pump-NNNN) besides the devices above: each pump's tags (flow, pressure, power, speed) follow one hidden load (the affinity laws); see ``relation_faults_per_hour``"""
+    relation_faults_per_hour: float = Field(1.0, ge=0)
+    """injected per pump per hour: one tag decouples from the load (it follows another load of the same kind, so it stays in its own normal range while its relation to the others breaks)"""
     interval_s: float = Field(1.0, gt=0, description="event-time spacing of one sensor's readings")
     duration_s: float = Field(600.0, gt=0, description="event time simulated")
     start_ms: int | None = Field(None, description="event time of the first reading; default: now - duration_s")
@@ -158,6 +163,8 @@ class SimulatorConfig(_Section):
     def _ranges(self) -> SimulatorConfig:
         if self.anomaly_min_s > self.anomaly_max_s:
             raise ValueError("anomaly_min_s must not exceed anomaly_max_s")
+        if self.devices + self.pumps < 1:
+            raise ValueError("a fleet needs at least one device or pump")
         return self
 
 
@@ -256,12 +263,23 @@ class ServingConfig(_Section):
     layout: Literal["per-sensor", "packed"] = "per-sensor"
     """per-sensor: one model per sensor; packed: many sensors per SavedModel"""
     packed_groups: int = Field(8, ge=1, description="packed layout: sensors hash into this many models")
+    device_models: str | None = None
+    """devices (shell-style selectors, comma-separated: 'pump-*,press-01') scored by one multivariate model per device over all its tags; the rest of the fleet keeps one model per sensor"""
     tls_ca: Path | None = None
     """TLS to the model server: CA certificate the client trusts"""
     tls_cert: Path | None = None
     """TLS: certificate (server; client for mutual TLS)"""
     tls_key: Path | None = None
     """TLS: private key (server; client for mutual TLS)"""
+
+    @model_validator(mode="after")
+    def _selector(self) -> ServingConfig:
+        if self.device_models and not re.fullmatch(r"[A-Za-z0-9_.*?,\- ]+", self.device_models):
+            raise ValueError(
+                "device_models takes device names and the wildcards * and ?, comma-separated; "
+                f"got {self.device_models!r}"
+            )
+        return self
 
     @property
     def config_file(self) -> Path:
@@ -289,6 +307,8 @@ class TrainingConfig(_Section):
     """ocsvm: upper bound on the share of training windows treated as outliers"""
     svm_max_samples: int = Field(2000, ge=10)
     """ocsvm: training windows sampled per sensor (the SVM is quadratic in this)"""
+    device_errors: Literal["relations", "reconstruction"] = "relations"
+    """device models: relations rebuilds each tag from the other tags (a tag that stops following them shows, even inside its own range, and is named), its error relative to its error in training, the window scored by its worst tag; reconstruction rebuilds all tags at once and scores the mean error (the SKAB protocol's Conv-AE)"""
     scale_floor: float = Field(0.05, ge=0)
     """normalisation scale >= this x |feature mean|, so near-constant features (the count) do not explode"""
     min_windows: int = Field(32, ge=1)

@@ -232,6 +232,8 @@ def anomaly_record(
     stddev: list[float] | None = None,
     counts: list[float] | None = None,
     error: str | None = None,
+    tags: list[dict[str, Any]] | None = None,
+    unknown_tags: list[str] | None = None,
 ) -> dict[str, Any]:
     """The record consumers of the anomalies (and scores, no-model) topics receive.
 
@@ -241,11 +243,19 @@ def anomaly_record(
     ``processing_ts`` minus it is the job's scoring latency. ``status`` is ``scored``,
     ``no_model`` (no model serves this sensor yet) or ``error`` (the model server refused the
     window; ``error`` says why).
+
+    A device model's record (``sensor`` is then the device, ``tag`` None, ``granularity``
+    ``device``): ``values``, ``stddev`` and ``counts`` map each tag to its S values (None where
+    the tag had no reading in a step); ``tags`` lists the tags that drove the score,
+    ``{"tag", "share"}`` by share of the model's error, largest first; ``unknown_tags`` the tags
+    the device sent that its model does not know (reported on the no-model topic too).
     """
-    device, tag = split_sensor(sensor)
+    device_window = "/" not in sensor
+    device, tag = (sensor, None) if device_window else split_sensor(sensor)
     return {
         "key": f"{sensor}@{window_end}",
         "status": status,
+        "granularity": "device" if device_window else "sensor",
         "sensor": sensor,
         "device": device,
         "tag": tag,
@@ -264,6 +274,8 @@ def anomaly_record(
         "counts": counts,
         "window_closed_ts": window_closed_ts,
         "error": error,
+        "tags": tags,
+        "unknown_tags": unknown_tags,
     }
 
 

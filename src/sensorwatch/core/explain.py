@@ -130,3 +130,32 @@ def _by_the_model(err: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for name, cond in reversed(rules):  # the first rule that holds wins: write the last first
         hint[cond] = HINTS.index(name)
     return step.astype(np.int8), feature.astype(np.int8), hint
+
+
+#: Tags named as a device window's drivers, at most.
+TOP_TAGS = 3
+
+
+def drivers_text(tags, shares, top: int = TOP_TAGS) -> str:
+    """A device window's drivers as the compact score row carries them: the ``top`` tags by
+    share of the model's error, ``tag:share`` (three decimals) joined by ``,``; tags with no
+    share are left out.
+
+    >>> drivers_text(["flow", "power", "pressure"], [0.1, 0.25, 0.65])
+    'pressure:0.650,power:0.250,flow:0.100'
+    >>> parse_drivers(drivers_text(["flow", "power"], [0.0, 1.0]))
+    [{'tag': 'power', 'share': 1.0}]
+    """
+    order = np.argsort(-np.asarray(shares, np.float64), kind="stable")[:top]
+    return ",".join(f"{tags[i]}:{float(shares[i]):.3f}" for i in order if tags[i] and shares[i] > 0)
+
+
+def parse_drivers(text: str | None) -> list[dict] | None:
+    """The inverse of :func:`drivers_text`, as incident records carry it (None: a sensor model)."""
+    if not text:
+        return None
+    out = []
+    for part in text.split(","):
+        tag, _, share = part.rpartition(":")
+        out.append({"tag": tag, "share": float(share)})
+    return out

@@ -68,7 +68,7 @@ RECORD_FIELDS = (
     "threshold",  # the model's threshold at the peak
     "severity",  # 0-100, the highest so far
     "learning",  # opened while the sensor was learning: not alerted
-    "explanation",  # {window_end, step, step_end, feature, kind_hint} of the peak window
+    "explanation",  # {window_end, step, step_end, feature, kind_hint, tags} of the peak window
     "window_closed_ts",  # wall clock when the event's window closed
     "emitted_ts",  # wall clock when the record was made
 )
@@ -167,11 +167,13 @@ class Calibrator:
 
 @dataclass(frozen=True)
 class Explanation:
-    """What drove a window's score: the step (0 = oldest) and feature, and a kind hint."""
+    """What drove a window's score: the step (0 = oldest) and feature, and a kind hint; for a
+    device model, the tags that drove it (``drivers``, see :func:`sensorwatch.core.explain.drivers_text`)."""
 
     step: int = -1
     feature: int = -1
     hint: int = 0  # index into sensorwatch.core.explain.HINTS; 0: none
+    drivers: str | None = None
 
 
 @dataclass(frozen=True)

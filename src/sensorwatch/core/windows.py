@@ -131,3 +131,92 @@ def model_name(sensor: str, layout: str = "per-sensor", groups: int = 8) -> str:
 def sensor_of_model(name: str) -> str:
     """Inverse of :func:`model_name` for the per-sensor layout."""
     return name.replace("~", "/")
+
+
+# ------------------------------------------------------------------------------ device windows
+#: A device model's input per step: every feature of every tag, tag-major (tag 0's values,
+#: stddev, count, then tag 1's, ...). A tag without a reading in a step is missing (NaN) there.
+
+
+@dataclass
+class DeviceSeries:
+    """One device's tumbling aggregates, every tag side by side: the device model's rule.
+
+    Step t is a tumbling window in which *at least one* of the device's tags had a reading
+    (the job's device vectors are made from the aggregates that exist, so a window in which
+    the whole device was silent makes no step, as a silent sensor makes none). ``tags`` is the
+    fixed column order, sorted; ``feats[t, c]`` holds tag c's :data:`FEATURES` at step t, NaN
+    where the tag had no reading in that window (imputed by the model and masked out of its error).
+    """
+
+    device: str
+    tags: list[str]
+    window_end: np.ndarray  # int64 ms [T], ascending
+    feats: np.ndarray  # float64 [T, C, F], NaN where a tag is missing
+
+    def __len__(self) -> int:
+        return int(self.window_end.size)
+
+    def between(self, ts_from: int | None, ts_to: int | None) -> DeviceSeries:
+        m = np.ones(len(self), dtype=bool)
+        if ts_from is not None:
+            m &= self.window_end >= ts_from
+        if ts_to is not None:
+            m &= self.window_end < ts_to
+        return DeviceSeries(self.device, list(self.tags), self.window_end[m], self.feats[m])
+
+
+def device_of(sensor: str) -> str:
+    return sensor.partition("/")[0]
+
+
+def device_series(series: dict[str, SensorSeries]) -> dict[str, DeviceSeries]:
+    """Each device's :class:`DeviceSeries` from its sensors' series (tags in sorted order)."""
+    by: dict[str, dict[str, SensorSeries]] = {}
+    for name, ser in series.items():
+        device, _, tag = name.partition("/")
+        by.setdefault(device, {})[tag] = ser
+    out = {}
+    for device, tags in sorted(by.items()):
+        names = sorted(tags)
+        ends = np.unique(np.concatenate([tags[t].window_end for t in names]))
+        feats = np.full((ends.size, len(names), len(FEATURES)), np.nan)
+        for c, t in enumerate(names):
+            feats[np.searchsorted(ends, tags[t].window_end), c] = tags[t].features()
+        out[device] = DeviceSeries(device, names, ends, feats)
+    return out
+
+
+def device_sequences(
+    ds: DeviceSeries, seq_len: int, slide: int = 1, window_ms: int = 5000
+) -> tuple[np.ndarray, np.ndarray]:
+    """All count windows of a device: (X [N, S, C, F] float32 with NaN where missing, ends [N])."""
+    C, F = len(ds.tags), len(FEATURES)
+    if len(ds) < seq_len:
+        return np.empty((0, seq_len, C, F), np.float32), np.empty(0, np.int64)
+    X = np.lib.stride_tricks.sliding_window_view(ds.feats, seq_len, axis=0).transpose(0, 3, 1, 2)
+    ends = ds.window_end[seq_len - 1 :]
+    keep = keep_window(ends, slide, window_ms)
+    return np.ascontiguousarray(X[keep], dtype=np.float32), ends[keep]
+
+
+def device_model_name(device: str, layout: str = "per-sensor", groups: int = 8) -> str:
+    """The TF Serving model of a device model: the device's name (per-sensor layout: one model
+    per device), or ``packed-dev-NNN`` (packed: devices hash into their own groups, apart from
+    the sensor models')."""
+    if layout == "packed":
+        return f"packed-dev-{zlib.crc32(device.encode()) % groups:03d}"
+    if layout != "per-sensor":
+        raise ValueError(f"unknown layout {layout!r}")
+    return device
+
+
+def matches(name: str, selector: str | None) -> bool:
+    """Shell-style ``selector`` (comma-separated patterns) matches ``name``; None or '' matches nothing.
+
+    >>> matches("pump-03", "pump-*,press-1"), matches("dev-0001", "pump-*"), matches("x", "")
+    (True, False, False)
+    """
+    import fnmatch
+
+    return bool(selector) and any(fnmatch.fnmatchcase(name, p.strip()) for p in selector.split(",") if p.strip())

@@ -38,6 +38,8 @@ FUNCTIONS = {
     "shard_of": "io.sensorwatch.flink.ShardOf",
     "tally": "io.sensorwatch.flink.Tally",
     "pack_windows": "io.sensorwatch.flink.PackWindows",
+    "device_vector": "io.sensorwatch.flink.DeviceVector",
+    "pack_device_windows": "io.sensorwatch.flink.PackDeviceWindows",
     "unpack_scores": "io.sensorwatch.flink.UnpackScores",
     "track_incidents": "io.sensorwatch.flink.TrackIncidents",
 }
@@ -88,6 +90,56 @@ def _interval(ms: int) -> str:
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{sec:02d}.{milli:03d}' DAY TO SECOND(3)"
+
+
+def _like(pattern: str) -> str:
+    """A shell-style pattern (``*``, ``?``) as a SQL LIKE literal with ``\\`` as its escape."""
+    out = []
+    for ch in pattern:
+        out.append({"*": "%", "?": "_", "%": "\\%", "_": "\\_", "\\": "\\\\"}.get(ch, ch))
+    return _q("".join(out))
+
+
+def device_predicate(selector: str | None, column: str = "device") -> str | None:
+    """The SQL condition "``column`` matches ``serving.device_models``" (None: no selector)."""
+    pats = [p.strip() for p in (selector or "").split(",") if p.strip()]
+    if not pats:
+        return None
+    return "(" + " OR ".join(f"{column} LIKE {_like(p)} ESCAPE '\\'" for p in pats) + ")"
+
+
+def _device_views(s: Settings, predicate: str) -> list[str]:
+    """Steps 5'-6': the device path (see the module docstring)."""
+    job = s.job
+    w_ms = int(job.window_s * 1000)
+    slide = "" if job.slide == 1 else f" AND MOD(window_end_ms / {w_ms}, {job.slide}) = 0"
+    return [
+        f"""CREATE TEMPORARY VIEW device_vectors AS
+SELECT device, window_start, window_end, window_time, MAX(closed_ts) AS closed_ts,
+  device_vector(tag, mean, stddev, cnt) AS vec
+FROM TABLE(TUMBLE(
+  (SELECT device, tag, mean, stddev, cnt, closed_ts, window_time AS rt FROM aggregates WHERE {predicate}),
+  DESCRIPTOR(rt), {_interval(w_ms)}))
+GROUP BY device, window_start, window_end, window_time""",
+        f"""CREATE TEMPORARY VIEW device_windows AS
+SELECT device, window_time, first_start, window_end_ms, closed_ts, vecs
+FROM (
+  SELECT device, window_time, epoch_ms(window_end) AS window_end_ms, closed_ts,
+    MIN(epoch_ms(window_start)) OVER w AS first_start,
+    ARRAY_AGG(vec) OVER w AS vecs,
+    COUNT(*) OVER w AS n
+  FROM device_vectors
+  WINDOW w AS (PARTITION BY device ORDER BY window_time ROWS BETWEEN {job.seq_len - 1} PRECEDING AND CURRENT ROW)
+)
+WHERE n = {job.seq_len}{slide}""",
+        f"""CREATE TEMPORARY VIEW device_batches AS
+SELECT shard, epoch_ms(window_end) AS batch_end,
+  pack_device_windows(device, first_start, window_end_ms, closed_ts, vecs) AS batch
+FROM TABLE(TUMBLE(
+  (SELECT shard_of(device, {s.serving.packed_groups}) AS shard, * FROM device_windows),
+  DESCRIPTOR(window_time), {_interval(w_ms)}))
+GROUP BY shard, window_start, window_end""",
+    ]
 
 
 def incidents_query(s: Settings, source: str = "window_scores") -> str:
@@ -169,6 +221,7 @@ def statements(s: Settings) -> dict[str, list[str]]:
         )
     src = _q(t.readings)
     cut = v.dead_letter_payload_chars
+    devices = device_predicate(s.serving.device_models)
     views = [
         f"""CREATE TEMPORARY VIEW parsed AS
 SELECT parse_reading(payload, kafka_ts, {limits}) AS r, payload, kafka_ts, kafka_partition, kafka_offset, rt
@@ -195,11 +248,11 @@ FROM (
     ARRAY_AGG(stddev) OVER w AS stddevs,
     ARRAY_AGG(cnt) OVER w AS counts,
     COUNT(*) OVER w AS n
-  FROM aggregates
+  FROM aggregates{"" if devices is None else f" WHERE NOT {devices}"}
   WINDOW w AS (PARTITION BY sensor ORDER BY window_time ROWS BETWEEN {job.seq_len - 1} PRECEDING AND CURRENT ROW)
 )
 WHERE n = {job.seq_len}{"" if job.slide == 1 else f" AND MOD(window_end_ms / {w_ms}, {job.slide}) = 0"}""",
-        f"""CREATE TEMPORARY VIEW batches AS
+        f"""CREATE TEMPORARY VIEW {"batches" if devices is None else "sensor_batches"} AS
 SELECT shard, epoch_ms(window_end) AS batch_end,
   pack_windows(sensor, first_start, window_end_ms, closed_ts, means, stddevs, counts) AS batch
 FROM TABLE(TUMBLE(
@@ -207,6 +260,12 @@ FROM TABLE(TUMBLE(
   DESCRIPTOR(window_time), {_interval(w_ms)}))
 GROUP BY shard, window_start, window_end""",
     ]
+    if devices is not None:
+        views += _device_views(s, devices)
+        views.append("""CREATE TEMPORARY VIEW batches AS
+SELECT shard, batch_end, batch FROM sensor_batches
+UNION ALL
+SELECT shard, batch_end, batch FROM device_batches""")
     inserts = [
         f"""INSERT INTO dead_letters_out
 SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),

@@ -104,6 +104,21 @@ def score_inputs(windows, sensors: list[str] | None = None) -> dict[str, np.ndar
     return inputs
 
 
+def device_inputs(devices: list[str], tags, windows) -> dict[str, np.ndarray]:
+    """The inputs of a device model's signature: ``device`` [N], ``tag`` [N, C] (``""`` pads),
+    each feature [N, S, C] and ``mask`` [N, S, C], from ``windows`` [N, S, C, F] (features in
+    the order of :data:`FEATURES`, NaN where a tag had no reading in that step)."""
+    w = np.asarray(windows, dtype=np.float32)
+    if w.ndim != 4 or w.shape[3] != len(FEATURES):
+        raise ValueError(f"device windows [N, S, C, F] need F = {len(FEATURES)}, got shape {list(w.shape)}")
+    present = np.isfinite(w).all(axis=3)
+    w = np.where(present[..., None], w, 0.0).astype(np.float32)
+    inputs = {"device": np.asarray(devices, dtype=object), "tag": np.asarray(tags, dtype=object)}
+    inputs.update({name: np.ascontiguousarray(w[..., i]) for i, name in enumerate(FEATURES)})
+    inputs["mask"] = present.astype(np.float32)
+    return inputs
+
+
 def parse_response(resp) -> ScoreResult:
     out = {k: from_tensor_proto(v) for k, v in resp.outputs.items()}
     missing = {"score", "threshold", "is_anomaly"} - set(out)

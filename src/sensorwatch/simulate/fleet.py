@@ -18,6 +18,16 @@ Anomaly kinds (ground truth: sensor, kind, start, end):
 * stuck        the reading freezes at its value when the event starts
 * noise_burst  the noise grows 5..9 times
 * dropout      a flaky link: 70..90% of the readings never arrive
+
+Pumps (``pumps``, devices ``pump-NNNN``) are devices whose tags are related: a variable-speed
+pump's speed follows a hidden load (a sum of slow cycles and a wander, in 0.3..1 of full
+speed), and by the affinity laws its flow follows speed, its pressure speed squared and its
+power speed cubed. Their one fault kind:
+
+* decouple     one tag stops following the pump's load and follows a second, independent load
+               of the same kind: every tag stays inside its own normal range, with its normal
+               dynamics, and only the relation between the tags breaks. The label names the
+               device and the tag (``tags``).
 """
 
 from __future__ import annotations
@@ -29,6 +39,20 @@ import numpy as np
 
 from sensorwatch.core.config import SimulatorConfig
 from sensorwatch.core.contracts import sensor_id
+
+#: Pump tags: offset, gain per unit of f(speed), noise sd (x value). A variable-speed pump
+#: follows the affinity laws: flow ~ speed, pressure (head) ~ speed squared, power ~ speed cubed.
+PUMP_TAGS = ("flow", "pressure", "power", "speed")
+PUMP_PROFILE = {
+    "flow": (0.0, 120.0, 0.01),  # m3/h
+    "pressure": (0.5, 8.0, 0.01),  # bar
+    "power": (1.0, 40.0, 0.01),  # kW
+    "speed": (0.0, 1500.0, 0.005),  # rpm
+}
+#: Periods (s) of the load's slow cycles: the load moves within one count window of the defaults.
+LOAD_PERIODS = (90.0, 240.0, 600.0)
+#: A decoupled tag moves from the pump's load to its second load (and back) over this many seconds.
+RAMP_S = 20.0
 
 TAG_PROFILES = {
     # level range, cycle period range (s), cycle amplitude (x level), noise sd (x level), wander sd (x level)
@@ -46,9 +70,18 @@ class Label:
     kind: str
     start: int
     end: int
+    tags: tuple[str, ...] = ()
+    """a relation fault: the tags involved (``sensor`` is then device/first tag)"""
+
+    @property
+    def device(self) -> str:
+        return self.sensor.partition("/")[0]
 
     def to_dict(self) -> dict:
-        return {"sensor": self.sensor, "kind": self.kind, "start": self.start, "end": self.end}
+        out = {"sensor": self.sensor, "kind": self.kind, "start": self.start, "end": self.end}
+        if self.tags:
+            out.update(device=self.device, tags=list(self.tags))
+        return out
 
 
 @dataclass
@@ -85,6 +118,9 @@ class Fleet:
         self.sensor_device = np.repeat(np.arange(c.devices), len(self.tags))
         self.sensor_tag = np.tile(np.arange(len(self.tags)), c.devices)
         self.sensors = [sensor_id(self.devices[d], self.tags[t]) for d, t in zip(self.sensor_device, self.sensor_tag)]
+        n_plain = len(self.sensors)
+        self.pumps = [f"pump-{p:04d}" for p in range(c.pumps)]
+        self.sensors += [sensor_id(p, t) for p in self.pumps for t in PUMP_TAGS]
         n = len(self.sensors)
         now = self.now_ms if self.now_ms is not None else int(time.time() * 1000)
         self.interval_ms = int(round(c.interval_s * 1000))
@@ -96,14 +132,15 @@ class Fleet:
         self.start_ms = start - start % align
         self.end_ms = self.start_ms + self.steps * self.interval_ms
 
-        level = np.empty(n)
-        period = np.empty(n)
-        amp = np.empty(n)
-        noise = np.empty(n)
-        wander = np.empty(n)
+        level = np.zeros(n)
+        period = np.ones(n)
+        amp = np.zeros(n)
+        noise = np.zeros(n)
+        wander = np.zeros(n)
         for ti, tag in enumerate(self.tags):
             (lo, hi), (plo, phi), a, sd, w = TAG_PROFILES[tag]
-            m = self.sensor_tag == ti
+            m = np.zeros(n, bool)
+            m[:n_plain] = self.sensor_tag == ti
             k = int(m.sum())
             level[m] = self.rng.uniform(lo, hi, k)
             period[m] = self.rng.uniform(plo, phi, k)
@@ -112,6 +149,8 @@ class Fleet:
             wander[m] = w * level[m]
         self.level, self.period, self.amp, self.noise, self.wander_sd = level, period, amp, noise, wander
         self.phase = self.rng.uniform(0, 2 * np.pi, n)
+        self._n_plain = n_plain
+        self._pump_setup()
         #: peak-to-peak of the normal signal: what anomaly magnitudes are measured against
         self.range = 2 * amp + 6 * noise
         self._wander = np.zeros(n)
@@ -125,15 +164,54 @@ class Fleet:
             mag = self._rng_labels.uniform(0, 1)
             self._by_sensor[i].append((lab, sign, mag))
 
-    def _draw_labels(self) -> list[Label]:
+    def _pump_setup(self) -> None:
+        """Per pump: two independent loads (the second drives a decoupled tag) and tag gains."""
+        P, K = len(self.pumps), len(LOAD_PERIODS)
+        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, 7]))
+        self._load_period = np.asarray(LOAD_PERIODS) * rng.uniform(0.8, 1.25, (P, 2, K))
+        self._load_phase = rng.uniform(0, 2 * np.pi, (P, 2, K))
+        self._load_wander = np.zeros((P, 2))
+        self._pump_scale = rng.uniform(0.8, 1.25, (P, len(PUMP_TAGS)))
+        self._rng_pump = rng
+
+    def _pump_values(self, t_s: float) -> np.ndarray:
+        """[P, 2, tags]: every pump tag's value under each of the pump's two loads (no noise)."""
+        cyc = np.sin(2 * np.pi * t_s / self._load_period + self._load_phase)  # [P, 2, K]
+        self._load_wander = 0.995 * self._load_wander + self._rng_pump.normal(0, 0.01, self._load_wander.shape)
+        load = np.clip(0.65 + 0.3 * cyc.mean(-1) + self._load_wander, 0.3, 1.0)
+        f = {"flow": load, "pressure": load**2, "power": load**3, "speed": load}
+        out = np.stack([PUMP_PROFILE[t][0] + PUMP_PROFILE[t][1] * f[t] for t in PUMP_TAGS], -1)
+        return out * self._pump_scale[:, None, :]
+
+    def _pump_labels(self) -> list[Label]:
         c = self.cfg
         labels: list[Label] = []
-        if c.anomaly_rate_per_hour <= 0 or not c.anomaly_kinds:
+        if c.relation_faults_per_hour <= 0:
             return labels
         hours = c.duration_s / 3600.0
         first = self.start_ms + int(c.warmup_s * 1000)
+        for p in self.pumps:
+            count = self._rng_labels.poisson(c.relation_faults_per_hour * hours)
+            t = first
+            for _ in range(count):
+                t += int(self._rng_labels.exponential(3600_000 / c.relation_faults_per_hour / 2))
+                dur = int(self._rng_labels.uniform(c.anomaly_min_s, c.anomaly_max_s) * 1000)
+                if t + dur > self.end_ms:
+                    break
+                tag = str(self._rng_labels.choice(PUMP_TAGS))
+                labels.append(Label(sensor_id(p, tag), "decouple", t, t + dur, (tag,)))
+                t += dur + int(c.anomaly_max_s * 1000)
+        return labels
+
+    def _draw_labels(self) -> list[Label]:
+        c = self.cfg
+        labels: list[Label] = self._pump_labels()
+        if c.anomaly_rate_per_hour <= 0 or not c.anomaly_kinds:
+            return sorted(labels, key=lambda lab: (lab.start, lab.sensor))
+        hours = c.duration_s / 3600.0
+        first = self.start_ms + int(c.warmup_s * 1000)
         gap_ms = int(c.anomaly_max_s * 1000)  # quiet time between events of one sensor
-        for s in self.sensors:
+        for s in self.sensors[: self._n_plain]:
             count = self._rng_labels.poisson(c.anomaly_rate_per_hour * hours)
             t = first
             for _ in range(count):
@@ -152,7 +230,14 @@ class Fleet:
         rng = self._rng_normal
         self._wander = 0.995 * self._wander + rng.normal(0, 1, self._wander.shape) * self.wander_sd
         cycle = self.amp * np.sin(2 * np.pi * t / self.period + self.phase)
-        return self.level + cycle + self._wander + rng.normal(0, 1, self.level.shape) * self.noise
+        out = self.level + cycle + self._wander + rng.normal(0, 1, self.level.shape) * self.noise
+        if self.pumps:
+            both = self._pump_values(float(t[0]))  # [P, 2, tags]
+            self._pump_both = both
+            noise = np.asarray([PUMP_PROFILE[k][2] for k in PUMP_TAGS]) * np.abs(both[:, 0])
+            pump = both[:, 0] + self._rng_pump.normal(0, 1, noise.shape) * noise
+            out[self._n_plain :] = pump.reshape(-1)
+        return out
 
     def _apply_anomalies(self, ts: int, values: np.ndarray, keep: np.ndarray) -> None:
         rng = self._rng_anom
@@ -174,6 +259,12 @@ class Fleet:
                     values[i] += rng.normal() * (5 + 4 * mag) * self.noise[i]
                 elif lab.kind == "dropout":
                     keep[i] = rng.uniform() >= 0.7 + 0.2 * mag
+                elif lab.kind == "decouple":
+                    # the tag follows the pump's second load: same range, same dynamics, no relation
+                    # (eased in and out over RAMP_S, as a slipping coupling or a fouling sensor does)
+                    p, k = divmod(i - self._n_plain, len(PUMP_TAGS))
+                    ramp = min(1.0, (ts - lab.start) / 1000 / RAMP_S, (lab.end - ts) / 1000 / RAMP_S)
+                    values[i] += ramp * (self._pump_both[p, 1, k] - self._pump_both[p, 0, k])
 
     def blocks(self, block_steps: int = 60):
         """Yield :class:`Block` s covering the whole duration, in delivery order.

@@ -34,8 +34,11 @@ class Detector(ABC):
     #: Signed scores (the SVM's) get quantile + (margin - 1) x (quantile - median) instead.
     nonnegative_scores: ClassVar[bool] = True
 
-    def __init__(self, groups: int, seq_len: int, n_features: int, cfg: TrainingConfig):
+    def __init__(self, groups: int, seq_len: int, n_features: int, cfg: TrainingConfig, masked: bool = False):
         self.groups, self.seq_len, self.n_features, self.cfg = groups, seq_len, n_features, cfg
+        #: a device model: windows may hold NaN (a tag without a reading in a step), which is
+        #: imputed with the feature's training mean and masked out of the error
+        self.masked = masked
         self.mean = tf.Variable(tf.zeros([groups, n_features]), trainable=False, name="norm_mean")
         self.scale = tf.Variable(tf.ones([groups, n_features]), trainable=False, name="norm_scale")
         self.threshold = tf.Variable(tf.fill([groups], np.float32(np.inf)), trainable=False, name="threshold")
@@ -46,6 +49,10 @@ class Detector(ABC):
         self.calibration = tf.Variable(
             tf.fill([groups, 3], np.float32(np.nan)), trainable=False, name="score_calibration"
         )
+        # each feature's typical squared error on the training windows (device models; 1 for a
+        # sensor model): errors are read relative to it, so a tag the others predict well speaks
+        # up when it stops following them, and an unpredictable feature (a spread) does not drown it
+        self.error_scale = tf.Variable(tf.ones([groups, n_features]), trainable=False, name="error_scale")
         import keras
 
         keras.utils.set_random_seed(cfg.seed)  # same seed, same initial weights: reproducible runs
@@ -61,14 +68,23 @@ class Detector(ABC):
         for g, x in enumerate(xs):
             if x.shape[0] < self.cfg.min_windows:
                 raise TrainingError(f"group {g}: {x.shape[0]} windows, need at least {self.cfg.min_windows}")
-        mean = np.stack([x.reshape(-1, self.n_features).mean(0) for x in xs])
-        sd = np.stack([x.reshape(-1, self.n_features).std(0) for x in xs])
+        mean = np.stack([_nan_to(np.nanmean(x.reshape(-1, self.n_features), 0)) for x in xs])
+        sd = np.stack([_nan_to(np.nanstd(x.reshape(-1, self.n_features), 0)) for x in xs])
         floor = np.maximum(self.cfg.scale_floor * np.abs(mean), 1e-6)
         self.mean.assign(mean.astype(np.float32))
         self.scale.assign(np.maximum(sd, floor).astype(np.float32))
         self.feature_use.assign(feature_use(sd, mean).astype(np.float32))
         m32, s32 = self.mean.numpy(), self.scale.numpy()
-        return self._fit([((x - m32[g]) / s32[g]).astype(np.float32) for g, x in enumerate(xs)])
+        # a missing value is imputed with its feature's mean: 0 once normalised
+        xn = [np.nan_to_num((x - m32[g]) / s32[g]).astype(np.float32) for g, x in enumerate(xs)]
+        curves = self._fit(xn)
+        if getattr(self, "relations", False):
+            self.error_scale.assign(np.stack([self._error_scale(x, g) for g, x in enumerate(xn)]).astype(np.float32))
+        return curves
+
+    def _error_scale(self, xn: np.ndarray, g: int) -> np.ndarray:
+        """[F]: group g's typical squared error per feature on its normalised training windows."""
+        return np.ones(self.n_features, np.float32)
 
     def score(self, windows: np.ndarray, idx: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(score [N], per-step error [N, S]) for raw windows [N, S, F] of groups ``idx``."""
@@ -76,24 +92,34 @@ class Detector(ABC):
         idx = np.broadcast_to(np.asarray(idx, dtype=np.int32), (x.shape[0],))
         if x.shape[0] == 0:
             return np.empty(0, np.float32), np.empty((0, self.seq_len), np.float32)
+        mask = np.isfinite(x).astype(np.float32)
+        x = np.nan_to_num(x)
         if self._score_fn is None:  # one compiled graph per detector, whatever the batch size
+            spec = tf.TensorSpec([None, self.seq_len, self.n_features], tf.float32)
             self._score_fn = tf.function(
-                self.score_graph,
-                input_signature=[
-                    tf.TensorSpec([None, self.seq_len, self.n_features], tf.float32),
-                    tf.TensorSpec([None], tf.int32),
-                ],
+                lambda raw, idx, mask: self.score_graph(raw, idx, mask if self.masked else None)[:2],
+                input_signature=[spec, tf.TensorSpec([None], tf.int32), spec],
             )
         out = [
-            self._score_fn(tf.constant(x[i : i + 8192]), tf.constant(idx[i : i + 8192]))
+            self._score_fn(
+                tf.constant(x[i : i + 8192]), tf.constant(idx[i : i + 8192]), tf.constant(mask[i : i + 8192])
+            )
             for i in range(0, x.shape[0], 8192)
         ]
         return (np.concatenate([o[0].numpy() for o in out]), np.concatenate([o[1].numpy() for o in out]))
 
-    def score_graph(self, raw, idx):
-        """The served computation: normalise with each row's group, then ``_score``."""
+    def score_graph(self, raw, idx, mask=None):
+        """The served computation: normalise with each row's group, then ``_score``.
+
+        ``mask`` [N, S, F] (device models): 1 where a value was read, 0 where it is missing; a
+        missing value is imputed with its training mean and adds nothing to the error.
+        Returns (score [N], per-step error [N, S], per-feature error [N, F]), the last summing
+        to the score: what each feature contributed.
+        """
         xn = (raw - tf.gather(self.mean, idx)[:, None, :]) / tf.gather(self.scale, idx)[:, None, :]
-        return self._score(xn, idx)
+        if mask is not None:
+            xn = xn * tf.cast(mask, xn.dtype)
+        return self._score(xn, idx, mask)
 
     def feature_z(self, raw, idx, per_step):
         """[N, F]: each feature's normalised value (training mean and scale) at the step the
@@ -107,7 +133,7 @@ class Detector(ABC):
 
     def subset(self, g: int) -> Detector:
         """Group g alone, as a G = 1 detector (the per-sensor layout)."""
-        one = type(self)(1, self.seq_len, self.n_features, self.cfg)
+        one = type(self)(1, self.seq_len, self.n_features, self.cfg, self.masked)
         one._resize_like(self, g)
         for dst, src in zip(one.state(), self.state()):
             dst.assign(src[g : g + 1])
@@ -115,7 +141,15 @@ class Detector(ABC):
 
     def state(self) -> list[tf.Variable]:
         """Every variable, each with the group axis first, in a fixed order."""
-        return [self.mean, self.scale, self.threshold, self.feature_use, self.calibration, *self._weights()]
+        return [
+            self.mean,
+            self.scale,
+            self.threshold,
+            self.feature_use,
+            self.calibration,
+            self.error_scale,
+            *self._weights(),
+        ]
 
     def used_features(self, g: int) -> dict[str, list[str]]:
         """Group g's features by role, for the report: ``used``, ``one_sided``, ``ignored``."""
@@ -131,8 +165,9 @@ class Detector(ABC):
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.n_features):
             raise TrainingError(f"{what}: expected [N, {self.seq_len}, {self.n_features}], got {list(x.shape)}")
-        if not np.isfinite(x).all():
-            raise TrainingError(f"{what}: NaN or Inf in the windows")
+        bad = np.isinf(x).any() if self.masked else not np.isfinite(x).all()
+        if bad:
+            raise TrainingError(f"{what}: {'Inf' if self.masked else 'NaN or Inf'} in the windows")
         return x
 
     def _resize_like(self, other: Detector, g: int) -> None:  # noqa: B027 - an optional hook
@@ -149,7 +184,7 @@ class Detector(ABC):
     def _fit(self, xs: list[np.ndarray]) -> list[list[float]]: ...
 
     @abstractmethod
-    def _score(self, xn, idx): ...
+    def _score(self, xn, idx, mask=None): ...
 
 
 #: ``feature_use`` of a feature constant in training whose fall below that constant is evidence
@@ -172,20 +207,75 @@ def feature_use(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return use
 
 
-def weigh_features(err, xn, use):
-    """(score [N], per-step error [N, S]) from squared errors ``err`` [N, S, F] under ``use`` [N, F]:
-    the mean over used features, plus the squared shortfall of one-sided ones."""
+def _nan_to(a: np.ndarray, value: float = 0.0) -> np.ndarray:
+    """A feature never read in training (all NaN): mean and spread ``value``, so it is dropped."""
+    return np.where(np.isfinite(a), a, value)
+
+
+#: The smallest error scale: a feature reconstructed almost exactly must not turn noise into alarms.
+ERROR_SCALE_FLOOR = 1e-2
+
+
+def weigh_features(err, xn, use, mask=None):
+    """(score [N], per-step error [N, S], per-feature error [N, F]) from squared errors ``err``
+    [N, S, F] under ``use`` [N, F]: the mean over used features, plus the squared shortfall of
+    one-sided ones; a masked (missing) value counts for nothing. The per-feature errors sum to
+    the score."""
     use = tf.cast(use, err.dtype)[:, None, :]
+    if mask is not None:
+        use = use * tf.cast(mask, err.dtype)
     used = tf.cast(tf.equal(use, 1.0), err.dtype)
     one_sided = tf.cast(tf.equal(use, ONE_SIDED), err.dtype)
     shortfall = tf.square(tf.minimum(tf.cast(xn, err.dtype), 0.0))
-    n = tf.maximum(tf.reduce_sum(used, axis=-1), 1.0)
-    per_step = (tf.reduce_sum(used * err, axis=-1) + tf.reduce_sum(one_sided * shortfall, axis=-1)) / n
-    return tf.reduce_mean(per_step, axis=-1), per_step
+    n = tf.maximum(tf.reduce_sum(used, axis=-1), 1.0)  # per step: features read (used, and present)
+    contrib = (used * err + one_sided * shortfall) / n[..., None]  # [N, S, F]
+    per_step = tf.reduce_sum(contrib, axis=-1)
+    return tf.reduce_mean(per_step, axis=-1), per_step, tf.reduce_mean(contrib, axis=1)
+
+
+def worst_tag(err, xn, use, mask, tags: int):
+    """A device model's (score, per-step error, per-feature error): its worst tag's.
+
+    Each tag's error is the mean over its own read features (as :func:`weigh_features` takes
+    them); the window's score is the largest, so one tag that leaves the others is not averaged
+    away among the tags that still agree. Per-step error: that tag's; per-feature error: every
+    feature's, each tag's features scaled to sum to the tag's error (the shares name the tags).
+    """
+    F = err.shape[-1] // tags
+    use = tf.cast(use, err.dtype)[:, None, :]
+    if mask is not None:
+        use = use * tf.cast(mask, err.dtype)
+    used = tf.cast(tf.equal(use, 1.0), err.dtype)
+    one_sided = tf.cast(tf.equal(use, ONE_SIDED), err.dtype)
+    shortfall = tf.square(tf.minimum(tf.cast(xn, err.dtype), 0.0))
+    part = used * err + one_sided * shortfall  # [N, S, F]
+    shape = tf.concat([tf.shape(part)[:2], [tags, F]], 0)
+    n = tf.maximum(tf.reduce_sum(tf.reshape(used, shape), -1), 1.0)  # [N, S, C]
+    per_tag_step = tf.reduce_sum(tf.reshape(part, shape), -1) / n  # [N, S, C]
+    per_tag = tf.reduce_mean(per_tag_step, axis=1)  # [N, C]
+    worst = tf.argmax(per_tag, axis=-1, output_type=tf.int32)
+    per_step = tf.gather(per_tag_step, worst, axis=2, batch_dims=1)
+    per_feature = tf.reshape(tf.reduce_mean(tf.reshape(part, shape) / n[..., None], axis=1), tf.shape(err)[::2])
+    return tf.reduce_max(per_tag, -1), per_step, per_feature
 
 
 class AutoencoderDetector(Detector):
-    """Score = mean squared reconstruction error of the normalised window; per step, over features."""
+    """Score = mean squared reconstruction error of the normalised window; per step, over features.
+
+    A device model (``masked``) with ``training.device_errors`` ``relations`` reads its tags by
+    *leaving each one out*: tag c's error is how
+    well the model rebuilds tag c from the other tags alone (one pass per tag, tag c hidden as
+    if missing), relative to its typical error in training (``error_scale``). A tag that stops
+    following the others is then rebuilt from what they say it should be, so a broken relation
+    shows although every tag stays in its own normal range; and the error names the tag. It
+    trains that way too: every training window hides one of its tags at random, and the model
+    learns to fill it in.
+    """
+
+    @property
+    def relations(self) -> bool:
+        """A device model reading its tags' relations (``training.device_errors``)."""
+        return self._tags > 1 and self.cfg.device_errors == "relations"
 
     def _weights(self):
         return [w for layer in self.layers for w in (layer.trainable_weights)]
@@ -193,9 +283,43 @@ class AutoencoderDetector(Detector):
     @abstractmethod
     def _reconstruct(self, x, idx): ...
 
-    def _score(self, xn, idx):
-        err = tf.square(self._reconstruct(xn, idx) - xn)  # [N, S, F]
-        return weigh_features(err, xn, tf.gather(self.feature_use, idx))
+    @property
+    def _tags(self) -> int:
+        """Tags of a device model (features come tag-major, FEATURES per tag); 0 for a sensor model."""
+        per = len(FEATURES)
+        return self.n_features // per if self.masked and self.n_features % per == 0 else 0
+
+    def _tag_onehot(self, c: int):
+        per = len(FEATURES)
+        return tf.constant([1.0 if f // per == c else 0.0 for f in range(self.n_features)], tf.float32)
+
+    def _errors(self, xn, idx):
+        """[N, S, F] squared errors: plain reconstruction, or leave-one-tag-out (device models)."""
+        if not self.relations:
+            return tf.square(self._reconstruct(xn, idx) - xn)
+        err = tf.zeros_like(xn)
+        for c in range(self._tags):
+            hide = tf.cast(self._tag_onehot(c), xn.dtype)
+            err += hide * tf.square(self._reconstruct(xn * (1.0 - hide), idx) - xn)
+        return err
+
+    def _score(self, xn, idx, mask=None):
+        err = self._errors(xn, idx)  # [N, S, F]
+        if self.relations:
+            err = err / tf.gather(self.error_scale, idx)[:, None, :]
+        score, per_step, per_feature = weigh_features(err, xn, tf.gather(self.feature_use, idx), mask)
+        if not self.relations:
+            return score, per_step, per_feature
+        return worst_tag(err, xn, tf.gather(self.feature_use, idx), mask, self._tags)
+
+    def _error_scale(self, xn: np.ndarray, g: int) -> np.ndarray:
+        err = np.concatenate(
+            [
+                self._errors(tf.constant(xn[i : i + 4096]), tf.fill([len(xn[i : i + 4096])], g)).numpy()
+                for i in range(0, xn.shape[0], 4096)
+            ]
+        )
+        return np.maximum(err.reshape(-1, self.n_features).mean(0), ERROR_SCALE_FLOOR)
 
     def _fit(self, xs):
         import keras
@@ -209,12 +333,17 @@ class AutoencoderDetector(Detector):
         X = tf.constant(X)
         opt = keras.optimizers.Adam(c.learning_rate)
         variables = self._weights()
+        tags = self._tags if self.relations else 0
+        onehots = tf.stack([self._tag_onehot(k) for k in range(max(tags, 1))])  # [C, F]
 
         @tf.function(jit_compile=c.jit_compile)
-        def step(batch):
-            xb = tf.gather(X, batch, axis=1)
+        def step(batch, hidden):
+            xb = tf.gather(X, batch, axis=1)  # [G, B, S, F]
+            xin = xb
+            if tags > 1:  # hide one tag per window; the model fills it in from the others
+                xin = xb * (1.0 - tf.gather(onehots, hidden)[:, :, None, :])
             with tf.GradientTape() as tape:
-                per_group = tf.reduce_mean(tf.square(self._reconstruct(xb, None) - xb), axis=[1, 2, 3])
+                per_group = tf.reduce_mean(tf.square(self._reconstruct(xin, None) - xb), axis=[1, 2, 3])
                 loss = tf.reduce_sum(per_group)  # independent groups: the sum keeps gradients apart
             opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return per_group
@@ -225,7 +354,9 @@ class AutoencoderDetector(Detector):
             perm = rng.permutation(nmax).astype(np.int32)
             total, steps = 0.0, 0
             for i in range(0, nmax - bs + 1, bs):
-                total = step(tf.constant(perm[i : i + bs])) + total
+                # (drawn only for device models: a sensor model's random sequence stays as it was)
+                hidden = rng.integers(0, tags, (len(xs), bs)) if tags > 1 else np.zeros((len(xs), bs))
+                total = step(tf.constant(perm[i : i + bs]), tf.constant(hidden, tf.int32)) + total
                 steps += 1
             for g, v in enumerate((total / steps).numpy()):
                 curves[g].append(float(v))
@@ -359,13 +490,16 @@ class OneClassSVM(Detector):
         self.gamma.assign([float(f._gamma) for f in fitted])
         return [[] for _ in xs]
 
-    def score_graph(self, raw, idx):
+    def score_graph(self, raw, idx, mask=None):
         # float64 end to end, normalisation included, to match scikit-learn on the same inputs.
         mean = tf.cast(tf.gather(self.mean, idx), tf.float64)[:, None, :]
         scale = tf.cast(tf.gather(self.scale, idx), tf.float64)[:, None, :]
-        return self._score((tf.cast(raw, tf.float64) - mean) / scale, idx)
+        xn = (tf.cast(raw, tf.float64) - mean) / scale
+        if mask is not None:
+            xn = xn * tf.cast(mask, tf.float64)
+        return self._score(xn, idx, mask)
 
-    def _score(self, xn, idx):
+    def _score(self, xn, idx, mask=None):
         flat = tf.reshape(xn, [tf.shape(xn)[0], self.seq_len * self.n_features])
         sv = tf.gather(self.sv, idx)  # [N, M, D]
         d2 = (
@@ -375,16 +509,23 @@ class OneClassSVM(Detector):
         )
         k = tf.exp(-tf.gather(self.gamma, idx)[:, None] * tf.maximum(d2, 0.0))
         decision = tf.reduce_sum(tf.gather(self.dual, idx) * k, -1) + tf.gather(self.intercept, idx)
-        per_step = tf.reduce_mean(tf.square(xn), axis=-1)
-        return tf.cast(-decision, tf.float32), tf.cast(per_step, tf.float32)
+        sq = tf.square(xn) / self.n_features
+        per_feature = tf.reduce_mean(sq, axis=1)  # [N, F]: the deviation each feature adds
+        return (
+            tf.cast(-decision, tf.float32),
+            tf.cast(tf.reduce_sum(sq, -1), tf.float32),
+            tf.cast(per_feature, tf.float32),
+        )
 
 
 KINDS: dict[str, type[Detector]] = {k.kind: k for k in (DenseAE, ConvAE, LstmAE, OneClassSVM)}
 
 
-def make_detector(kind: str, groups: int, seq_len: int, n_features: int, cfg: TrainingConfig) -> Detector:
+def make_detector(
+    kind: str, groups: int, seq_len: int, n_features: int, cfg: TrainingConfig, masked: bool = False
+) -> Detector:
     try:
         cls = KINDS[kind]
     except KeyError:
         raise TrainingError(f"unknown model kind {kind!r}; one of {sorted(KINDS)}") from None
-    return cls(groups, seq_len, n_features, cfg)
+    return cls(groups, seq_len, n_features, cfg, masked)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorwatch.core.config import TrainingConfig
-from sensorwatch.core.windows import FEATURES, SensorSeries, sequences
+from sensorwatch.core.windows import FEATURES, DeviceSeries, SensorSeries, device_sequences, sequences
 from sensorwatch.training.calibrate import CalibrationError, ThresholdRule, fit_threshold
 
 
@@ -44,10 +44,25 @@ class Prepared:
 
 
 def prepare(
-    series: SensorSeries, labels: list[tuple[int, int]], seq_len: int, slide: int, window_ms: int, val_frac: float
+    series: SensorSeries | DeviceSeries,
+    labels: list[tuple[int, int]],
+    seq_len: int,
+    slide: int,
+    window_ms: int,
+    val_frac: float,
+    width: int | None = None,
 ) -> Prepared:
-    """Windows as the job forms them, split in time; labelled anomalies never teach "normal"."""
-    X, ends = sequences(series, seq_len, slide, window_ms)
+    """Windows as the job forms them, split in time; labelled anomalies never teach "normal".
+
+    A device's windows are [N, S, C x F] (tag-major, NaN where a tag is missing), padded with
+    missing tags to ``width`` tags (a packed group of devices with different tag counts)."""
+    if isinstance(series, DeviceSeries):
+        X4, ends = device_sequences(series, seq_len, slide, window_ms)
+        pad = (width or X4.shape[2]) - X4.shape[2]
+        X4 = np.concatenate([X4, np.full((*X4.shape[:2], pad, X4.shape[3]), np.nan, np.float32)], axis=2)
+        X = X4.reshape(*X4.shape[:2], -1)
+    else:
+        X, ends = sequences(series, seq_len, slide, window_ms)
     y = _labelled(ends, seq_len, window_ms, labels)
     train, val, val_ends = split(X, ends, val_frac, seq_len)
     return Prepared(train[~y[: train.shape[0]]], val, val_ends, y[X.shape[0] - val.shape[0] :], X.shape[0])
@@ -75,12 +90,16 @@ def seed_of(val_scores: np.ndarray) -> tuple[float, float, float]:
     return (float(len(v)), float(v.mean()), float(v.var())) if len(v) else (float("nan"),) * 3
 
 
-def fit_calibrated(data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_labels: bool = True) -> Calibrated:
+def fit_calibrated(
+    data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_labels: bool = True, tags: int | None = None
+) -> Calibrated:
     """Fit one stacked detector on every group's training windows and calibrate each group's
-    threshold on its validation windows (with their labels when ``use_labels``)."""
+    threshold on its validation windows (with their labels when ``use_labels``). ``tags``: a
+    device model of this many tags (windows [N, S, tags x F], missing values allowed)."""
     from sensorwatch.training.detectors import make_detector
 
-    det = make_detector(cfg.kind, len(data), seq_len, len(FEATURES), cfg)
+    n_features = len(FEATURES) * (tags or 1)
+    det = make_detector(cfg.kind, len(data), seq_len, n_features, cfg, masked=tags is not None)
     curves = det.fit([d.train for d in data])
     scores, thresholds, rules, errors = [], [], [], []
     for g, d in enumerate(data):

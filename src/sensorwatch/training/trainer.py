@@ -28,7 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from sensorwatch.core.config import Settings
-from sensorwatch.core.windows import FEATURES, SensorSeries, model_name
+from sensorwatch.core.windows import (
+    FEATURES,
+    DeviceSeries,
+    SensorSeries,
+    device_model_name,
+    device_of,
+    device_series,
+    matches,
+    model_name,
+)
 from sensorwatch.training.fit import Prepared, fit_calibrated, prepare
 
 log = logging.getLogger("sensorwatch.training")
@@ -49,11 +58,17 @@ class Outcome:
 
 @dataclass
 class Member:
+    """A sensor, or a device (``series`` a :class:`DeviceSeries`: one model sees its tags)."""
+
     sensor: str
     model: str
-    series: SensorSeries
+    series: SensorSeries | DeviceSeries
     fingerprint: str
     labels: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def is_device(self) -> bool:
+        return isinstance(self.series, DeviceSeries)
 
 
 @dataclass
@@ -67,10 +82,14 @@ class Chunk:
     plots: bool
 
 
-def fingerprint(series: SensorSeries, settings: Settings, labels: list[tuple[int, int]]) -> str:
+def fingerprint(series: SensorSeries | DeviceSeries, settings: Settings, labels: list[tuple[int, int]]) -> str:
     """Changes when the data, the labels or any setting that shapes the model changes."""
     h = hashlib.sha256()
-    h.update(series.features().astype(np.float64).tobytes())
+    if isinstance(series, DeviceSeries):
+        h.update(("device:" + ",".join(series.tags)).encode())
+        h.update(series.feats.astype(np.float64).tobytes())
+    else:
+        h.update(series.features().astype(np.float64).tobytes())
     h.update(series.window_end.tobytes())
     j = settings.job
     h.update(
@@ -132,8 +151,10 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     S, window_ms = jc.seq_len, int(jc.window_s * 1000)
     outcomes: list[Outcome] = []
     ready: list[tuple[Member, Prepared]] = []
+    devices = chunk.members[0].is_device if chunk.members else False
+    width = max(len(m.series.tags) for m in chunk.members) if devices else None
     for m in chunk.members:
-        d = prepare(m.series, m.labels, S, jc.slide, window_ms, tc.validation_split)
+        d = prepare(m.series, m.labels, S, jc.slide, window_ms, tc.validation_split, width)
         if d.train.shape[0] < tc.min_windows:
             outcomes.append(
                 Outcome(
@@ -157,7 +178,7 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     if not ready:
         return outcomes
     try:
-        cal = fit_calibrated([d for _, d in ready], tc, S, use_labels=True)
+        cal = fit_calibrated([d for _, d in ready], tc, S, use_labels=True, tags=width)
     except (TrainingError, ValueError, ArithmeticError) as exc:
         log.error("training chunk of %d sensors failed: %s", len(ready), exc)
         return outcomes + [
@@ -196,7 +217,11 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
             "threshold_rule": rule.describe(),
             "threshold_fit": rule.to_dict(),
             "val_score_quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.99, 0.995, 1.0)},
-            "features_used": det.used_features(g),
+            **(
+                {"granularity": "device", "tags": list(m.series.tags), "features_used": _device_roles(det, g, m)}
+                if devices
+                else {"granularity": "sensor", "features_used": det.used_features(g)}
+            ),
             "incident_seed": dict(zip(("count", "mean", "variance"), det.calibration.numpy()[g].tolist())),
             "fingerprint": m.fingerprint,
         }
@@ -223,11 +248,19 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
             "sensors": per_sensor,
         }
         all_plots = {name: png for mine in plots.values() for name, png in mine.items()}
-        warm = ready[0][1].val[:8]
+        warm = _warmup(ready[0][0], ready[0][1])
+        tags = {m.sensor: list(m.series.tags) for m, _ in ready} if devices else None
         version = repo.publish(
             chunk.packed_name,
             lambda p: write_saved_model(
-                p, det, model=chunk.packed_name, sensors=sensors, report=report, warmup_windows=warm, plots=all_plots
+                p,
+                det,
+                model=chunk.packed_name,
+                sensors=None if devices else sensors,
+                report=report,
+                warmup_windows=warm,
+                plots=all_plots,
+                devices=tags,
             ),
         )
         return outcomes + [_trained(m, d, version, t) for (m, d), t in zip(ready, thresholds)]
@@ -246,11 +279,57 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
         version = repo.publish(
             m.model,
             lambda p, one=one, m=m, d=d, report=report: write_saved_model(
-                p, one, model=m.model, sensors=None, report=report, warmup_windows=d.val[:8], plots=plots[m.sensor]
+                p,
+                one,
+                model=m.model,
+                sensors=None,
+                report=report,
+                warmup_windows=_warmup(m, d),
+                plots=plots[m.sensor],
+                devices={m.sensor: list(m.series.tags)} if m.is_device else None,
             ),
         )
         outcomes.append(_trained(m, d, version, thresholds[g]))
     return outcomes
+
+
+def _warmup(m: Member, d: Prepared) -> np.ndarray:
+    """A few validation windows as the job sends them: [N, S, F], or [N, S, C, F] for a device."""
+    w = d.val[:8]
+    if not m.is_device:
+        return w
+    F = len(FEATURES)
+    return w.reshape(*w.shape[:2], -1, F)[:, :, : len(m.series.tags)]
+
+
+def _device_roles(det, g: int, m: Member) -> dict[str, list[str]]:
+    """A device's features by role, named ``tag.feature``."""
+    use = det.feature_use.numpy()[g]
+    names = [f"{t}.{f}" for t in m.series.tags for f in FEATURES]
+    roles = {"used": 1.0, "one_sided": -1.0, "ignored": 0.0}
+    return {k: [n for n, u in zip(names, use) if u == v] for k, v in roles.items()}
+
+
+def split_granularity(
+    series: dict[str, SensorSeries], settings: Settings, granularity: str = "auto"
+) -> dict[str, SensorSeries | DeviceSeries]:
+    """What to train: sensors by name (one model each), and devices by name (one model each).
+
+    ``auto``: devices matching ``serving.device_models`` get a device model, the rest of the
+    fleet keeps one model per sensor (as the job routes them); ``device``: every device;
+    ``sensor``: every sensor."""
+    if granularity not in ("auto", "sensor", "device"):
+        raise ValueError(f"granularity must be auto, sensor or device, got {granularity!r}")
+    if granularity == "sensor":
+        return dict(series)
+    selector = settings.serving.device_models
+
+    def pick(s: str) -> bool:
+        return "/" in s and (granularity == "device" or matches(device_of(s), selector))
+
+    out: dict[str, SensorSeries | DeviceSeries] = {k: v for k, v in series.items() if not pick(k)}
+    out.update(device_series({k: v for k, v in series.items() if pick(k)}))
+    return out
 
 
 def _trained(m: Member, d: Prepared, version: int, threshold: float) -> Outcome:
@@ -279,7 +358,7 @@ def _current_fingerprint(repo, name: str) -> str | None:
 
 
 def plan(
-    series: dict[str, SensorSeries],
+    series: dict[str, SensorSeries | DeviceSeries],
     settings: Settings,
     labels: dict[str, list[tuple[int, int]]] | None = None,
     workers: int = 1,
@@ -293,16 +372,18 @@ def plan(
     sv = settings.serving
     repo = ModelRepository(sv.model_base_path, sv.model_config_file)
     sj = settings.model_dump_json()
-    members = [
-        Member(
-            s,
-            model_name(s, sv.layout, sv.packed_groups),
-            ser,
-            fingerprint(ser, settings, labels.get(s, [])),
-            labels.get(s, []),
-        )
-        for s, ser in sorted(series.items())
-    ]
+
+    def labels_of(name: str, ser) -> list[tuple[int, int]]:
+        if isinstance(ser, DeviceSeries):  # a device's events are its sensors'
+            return sorted({iv for t in ser.tags for iv in labels.get(f"{name}/{t}", [])})
+        return labels.get(name, [])
+
+    members = []
+    for s, ser in sorted(series.items()):
+        device = isinstance(ser, DeviceSeries)
+        name = (device_model_name if device else model_name)(s, sv.layout, sv.packed_groups)
+        lab = labels_of(s, ser)
+        members.append(Member(s, name, ser, fingerprint(ser, settings, lab), lab))
     skipped: list[Outcome] = []
     chunks: list[Chunk] = []
     if sv.layout == "packed":
@@ -322,7 +403,9 @@ def plan(
         else:
             todo.append(m)
     size = max(1, min(settings.training.chunk_size, -(-len(todo) // max(1, workers))))
-    chunks = [Chunk(todo[i : i + size], None, sj, str(repo.base), plots) for i in range(0, len(todo), size)]
+    for kind in (False, True):  # a chunk is one stacked detector: sensors and devices apart
+        mine = [m for m in todo if m.is_device == kind]
+        chunks += [Chunk(mine[i : i + size], None, sj, str(repo.base), plots) for i in range(0, len(mine), size)]
     return chunks, skipped
 
 
@@ -334,8 +417,10 @@ def train_fleet(
     force: bool = False,
     progress: bool = True,
     plots: bool | None = None,
+    granularity: str = "auto",
 ) -> list[Outcome]:
-    """Train, publish and register every sensor in ``series``; returns one outcome per sensor.
+    """Train, publish and register every sensor in ``series``; returns one outcome per sensor
+    (per device, for a device model: see :func:`split_granularity` for ``granularity``).
 
     With more than one worker process, the workers' native log lines go to
     ``<model_base_path>/training.log`` (:data:`WORKER_LOG`), not the terminal.
@@ -346,7 +431,7 @@ def train_fleet(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     workers = settings.training.workers or os.cpu_count() or 1
     plots = settings.training.plots if plots is None else plots
-    chunks, outcomes = plan(series, settings, labels, workers, force, plots)
+    chunks, outcomes = plan(split_granularity(series, settings, granularity), settings, labels, workers, force, plots)
     workers = max(1, min(workers, len(chunks)))
     bar = None
     if progress:

@@ -33,11 +33,42 @@ class WindowBatch:
         )
 
 
-def decode(buf: bytes) -> WindowBatch:
+#: First int32 of a device batch (``PackDeviceWindows.MAGIC``); a sensor batch starts with its size.
+DEVICE_MAGIC = -2
+
+
+@dataclass
+class DeviceBatch:
+    """Count windows of S device vectors, row i belonging to ``devices[i]``.
+
+    ``tags[i]`` are window i's columns (the union of the tags in its S steps, sorted; ``""``
+    pads a window narrower than the batch); ``features[i, s, c]`` holds tag c's :data:`FEATURES`
+    at step s, NaN where the tag had no reading in that step.
+    """
+
+    devices: list[str]
+    start: np.ndarray
+    end: np.ndarray
+    closed: np.ndarray
+    tags: np.ndarray  # object [n, C]
+    features: np.ndarray  # float64 [n, S, C, F]
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    @property
+    def sensors(self) -> list[str]:
+        """The key each window's records carry: the device (a device model scores the device)."""
+        return self.devices
+
+
+def decode(buf: bytes) -> WindowBatch | DeviceBatch:
     """The batch in ``buf``; raises ValueError when the layout does not add up."""
     if len(buf) < 8:
         raise ValueError(f"window batch of {len(buf)} bytes has no header")
     n, s = (int(x) for x in np.frombuffer(buf, dtype="<i4", count=2))
+    if n == DEVICE_MAGIC:
+        return decode_devices(buf)
     f = len(FEATURES)
     fixed = 8 + 24 * n + 8 * f * n * s
     if n < 0 or s < 0 or len(buf) < fixed:
@@ -62,6 +93,43 @@ def encode(batch: WindowBatch) -> bytes:
     return head + times + feats + "\n".join(batch.sensors).encode("utf-8")
 
 
+def decode_devices(buf: bytes) -> DeviceBatch:
+    """A device batch (``PackDeviceWindows``); raises ValueError when the layout does not add up."""
+    if len(buf) < 16:
+        raise ValueError(f"device batch of {len(buf)} bytes has no header")
+    magic, n, s, c = (int(x) for x in np.frombuffer(buf, dtype="<i4", count=4))
+    f = len(FEATURES)
+    fixed = 16 + 24 * n + 8 * f * n * s * c
+    if magic != DEVICE_MAGIC or min(n, s, c) < 0 or len(buf) < fixed:
+        raise ValueError(f"device batch header n={n} S={s} C={c} does not fit {len(buf)} bytes")
+    times = np.frombuffer(buf, dtype="<i8", count=3 * n, offset=16).reshape(3, n)
+    feats = np.frombuffer(buf, dtype="<f8", count=f * n * s * c, offset=16 + 24 * n).reshape(f, n, s, c)
+    names = bytes(buf[fixed:]).decode("utf-8").split("\n") if n else []
+    if len(names) != n + n * c:
+        raise ValueError(f"device batch names {len(names)} devices and tags for {n} windows of {c} tags")
+    tags = np.empty((n, c), dtype=object)
+    tags[:] = np.asarray(names[n:], dtype=object).reshape(n, c) if c else tags
+    return DeviceBatch(
+        names[:n],
+        times[0].copy(),
+        times[1].copy(),
+        times[2].copy(),
+        tags,
+        np.ascontiguousarray(feats.transpose(1, 2, 3, 0)),
+    )
+
+
+def encode_devices(batch: DeviceBatch) -> bytes:
+    """The inverse of :func:`decode_devices` (tests; the job's device batches come from Java)."""
+    n = len(batch)
+    s, c = (batch.features.shape[1], batch.features.shape[2]) if n else (0, 0)
+    head = np.array([DEVICE_MAGIC, n, s, c], dtype="<i4").tobytes()
+    times = np.stack([batch.start, batch.end, batch.closed]).astype("<i8").tobytes()
+    feats = np.asarray(batch.features, dtype="<f8").transpose(3, 0, 1, 2).tobytes()
+    names = list(batch.devices) + [str(t) for t in np.asarray(batch.tags).reshape(-1)]
+    return head + times + feats + "\n".join(names).encode("utf-8")
+
+
 #: Layout of a compact score batch (``encode_scores``; ``jvm/flink/.../UnpackScores.java`` reads it).
 SCORE_LONGS = ("end", "closed", "version")
 SCORE_DOUBLES = ("score", "threshold", "seed_n", "seed_mean", "seed_var")
@@ -79,6 +147,8 @@ class ScoreBatch:
     sensors: list[str]
     models: list[str]
     cols: dict[str, np.ndarray]
+    drivers: list[str] | None = None
+    """device models: the tags that drove each window's score, ``tag:share`` joined by ``,``"""
 
     def __len__(self) -> int:
         return len(self.sensors)
@@ -90,7 +160,8 @@ def encode_scores(b: ScoreBatch) -> bytes:
     parts += [np.asarray(b.cols[c], "<i8").tobytes() for c in SCORE_LONGS]
     parts += [np.asarray(b.cols[c], "<f8").tobytes() for c in SCORE_DOUBLES]
     parts += [np.asarray(b.cols[c], "i1").tobytes() for c in SCORE_BYTES]
-    names = "\n".join(f"{s}\t{m}" for s, m in zip(b.sensors, b.models))
+    drivers = b.drivers or [""] * n
+    names = "\n".join(f"{s}\t{m}\t{d}" for s, m, d in zip(b.sensors, b.models, drivers))
     return b"".join(parts) + names.encode("utf-8")
 
 
@@ -105,5 +176,5 @@ def decode_scores(buf: bytes) -> ScoreBatch:
     lines = bytes(buf[off:]).decode("utf-8").split("\n") if n else []
     if len(lines) != n:
         raise ValueError(f"score batch names {len(lines)} windows for {n}")
-    pairs = [line.split("\t", 1) for line in lines]
-    return ScoreBatch([p[0] for p in pairs], [p[1] for p in pairs], cols)
+    parts = [line.split("\t", 2) for line in lines]
+    return ScoreBatch([p[0] for p in parts], [p[1] for p in parts], cols, [p[2] for p in parts])

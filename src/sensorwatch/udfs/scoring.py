@@ -13,7 +13,10 @@ Free of PyFlink so that it is tested on its own against the real gRPC server;
   the server's message. Neither is silent;
 * records come out in batch order, one per window, tagged with their kind from
   :data:`sensorwatch.core.outputs.OUTPUTS`: an anomaly, a score (``emit_scores``), or a
-  no-model record (status ``no_model`` or ``error``).
+  no-model record (status ``no_model`` or ``error``);
+* a :class:`DeviceBatch` goes to the devices' models (``device_model_name``) with the device
+  signature; its records name the tags that drove each score, and every tag a device model
+  does not know gets a no-model record of its own (``device/tag``), window by window.
 """
 
 from __future__ import annotations
@@ -29,19 +32,22 @@ import numpy as np
 
 from sensorwatch.core.config import Settings
 from sensorwatch.core.contracts import anomaly_record
-from sensorwatch.core.explain import explain
+from sensorwatch.core.explain import drivers_text, explain
 from sensorwatch.core.outputs import ANOMALY, NO_MODEL, SCORE, WINDOW_SCORES
-from sensorwatch.core.windows import model_name
+from sensorwatch.core.windows import device_model_name, model_name
 from sensorwatch.serving.client import (
     RETRYABLE,
     ScoreResult,
     ScoringClient,
+    device_inputs,
     parse_response,
     predict_request,
     score_inputs,
 )
-from sensorwatch.udfs.batch import ScoreBatch, WindowBatch, encode_scores
+from sensorwatch.udfs.batch import DeviceBatch, ScoreBatch, WindowBatch, encode_scores
 from sensorwatch.udfs.metrics import Metrics
+
+Batch = WindowBatch | DeviceBatch
 
 log = logging.getLogger("sensorwatch.scoring")
 anomaly_log = logging.getLogger("sensorwatch.anomalies")
@@ -83,22 +89,31 @@ class BatchScorer:
         self.client.close()
 
     # ------------------------------------------------------------------ calls
-    def _plan(self, batch: WindowBatch) -> list[_Call]:
+    def _plan(self, batch: Batch) -> list[_Call]:
         sv = self.settings.serving
-        models = [model_name(s, sv.layout, sv.packed_groups) for s in batch.sensors]
+        name = device_model_name if isinstance(batch, DeviceBatch) else model_name
+        models = [name(s, sv.layout, sv.packed_groups) for s in batch.sensors]
         by: dict[str, list[int]] = {}
         for i, m in enumerate(models):
             by.setdefault(m, []).append(i)
         size = self.settings.job.score_batch_size
         return [_Call(m, np.asarray(rows[k : k + size])) for m, rows in by.items() for k in range(0, len(rows), size)]
 
-    def _submit(self, call: _Call, batch: WindowBatch) -> None:
-        packed = self.settings.serving.layout == "packed"
-        sensors = [batch.sensors[i] for i in call.rows] if packed else None
-        req = predict_request(call.model, score_inputs(batch.features[call.rows], sensors))
+    def _submit(self, call: _Call, batch: Batch) -> None:
+        if isinstance(batch, DeviceBatch):
+            tags = batch.tags[call.rows]
+            width = int((tags != "").sum(axis=1).max()) if len(call.rows) else 0
+            inputs = device_inputs(
+                [batch.devices[i] for i in call.rows], tags[:, :width], batch.features[call.rows][:, :, :width]
+            )
+        else:
+            packed = self.settings.serving.layout == "packed"
+            sensors = [batch.sensors[i] for i in call.rows] if packed else None
+            inputs = score_inputs(batch.features[call.rows], sensors)
+        req = predict_request(call.model, inputs)
         call.future = self.client.predict_stub.Predict.future(req, timeout=self.settings.serving.deadline_s)
 
-    def _run(self, calls: list[_Call], batch: WindowBatch) -> dict[int, ScoreResult | grpc.RpcError]:
+    def _run(self, calls: list[_Call], batch: Batch) -> dict[int, ScoreResult | grpc.RpcError]:
         """Every call to an answer: a result, or a non-retryable error. Retries for ever."""
         done: dict[int, ScoreResult | grpc.RpcError] = {}
         pending = list(range(len(calls)))
@@ -144,7 +159,7 @@ class BatchScorer:
             )
 
     # ---------------------------------------------------------------- records
-    def score(self, batch: WindowBatch) -> list[Output]:
+    def score(self, batch: Batch) -> list[Output]:
         """One output per window of ``batch`` that needs publishing, in batch order, then one
         :data:`WINDOW_SCORES` row holding every scored window (when there is one)."""
         if len(batch) == 0:
@@ -153,6 +168,7 @@ class BatchScorer:
         answers = self._run(calls, batch)
         now = int(self.clock() * 1000)
         per_row: list[Output | None] = [None] * len(batch)
+        per_row_extra: list[Output] = []
         m = self.metrics
         emit_scores = SCORE.enabled(self.settings)
         scored: list[tuple[_Call, ScoreResult, np.ndarray]] = []
@@ -189,6 +205,8 @@ class BatchScorer:
                     continue
                 rec = self._record(batch, r, ans, j, now)
                 m.counter("windows_scored").inc()
+                if rec.get("unknown_tags"):
+                    per_row_extra.extend(self._unknown_tags(batch, r, call.model, rec["unknown_tags"], now))
                 if rec["is_anomaly"]:
                     m.counter("anomalies").inc()
                     text = json.dumps(rec)
@@ -197,14 +215,14 @@ class BatchScorer:
                 elif emit_scores:
                     per_row[r] = Output(SCORE.kind, rec["key"], json.dumps(rec))
         self._observe_latency(batch, now)
-        out = [o for o in per_row if o is not None]
+        out = [o for o in per_row if o is not None] + per_row_extra
         packed = self._window_scores(batch, scored) if self.settings.job.incidents.enabled else None
         if packed is not None:
             out.append(Output(WINDOW_SCORES, None, None, packed))
         return out
 
     @staticmethod
-    def _window_scores(batch: WindowBatch, scored: list[tuple[_Call, ScoreResult, np.ndarray]]) -> bytes | None:
+    def _window_scores(batch: Batch, scored: list[tuple[_Call, ScoreResult, np.ndarray]]) -> bytes | None:
         """Every scored window of ``batch`` as one compact row (see :class:`ScoreBatch`)."""
         parts = []
         for call, ans, ok in scored:
@@ -213,8 +231,16 @@ class BatchScorer:
             rows = call.rows[ok]
             n = len(rows)
             pse = None if ans.per_step_error is None else np.asarray(ans.per_step_error)[ok]
-            fz = ans.extra.get("feature_z")
-            step, feature, hint = explain(batch.features[rows], pse, None if fz is None else np.asarray(fz)[ok])
+            drivers = [""] * n
+            if isinstance(batch, DeviceBatch):
+                # a device model explains itself by its tags: the step it blames, the tags' shares
+                step = np.argmax(pse, axis=1).astype(np.int8) if pse is not None else np.full(n, -1, np.int8)
+                feature, hint = np.full(n, -1, np.int8), np.zeros(n, np.int8)
+                share = np.asarray(ans.extra["tag_share"])[ok]
+                drivers = [drivers_text(batch.tags[r], share[j]) for j, r in enumerate(rows)]
+            else:
+                fz = ans.extra.get("feature_z")
+                step, feature, hint = explain(batch.features[rows], pse, None if fz is None else np.asarray(fz)[ok])
             nan = np.full(n, np.nan)
             seed = {
                 k: np.asarray(ans.extra[k], np.float64)[ok] if k in ans.extra else nan
@@ -224,6 +250,7 @@ class BatchScorer:
                 (
                     [batch.sensors[r] for r in rows],
                     [call.model] * n,
+                    drivers,
                     {
                         "end": batch.end[rows],
                         "closed": batch.closed[rows],
@@ -239,10 +266,17 @@ class BatchScorer:
             )
         if not parts:
             return None
-        cols = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
-        return encode_scores(ScoreBatch([s for p in parts for s in p[0]], [m for p in parts for m in p[1]], cols))
+        cols = {k: np.concatenate([p[3][k] for p in parts]) for k in parts[0][3]}
+        return encode_scores(
+            ScoreBatch(
+                [s for p in parts for s in p[0]],
+                [m for p in parts for m in p[1]],
+                cols,
+                [d for p in parts for d in p[2]],
+            )
+        )
 
-    def _observe_latency(self, batch: WindowBatch, now_ms: int) -> None:
+    def _observe_latency(self, batch: Batch, now_ms: int) -> None:
         lat = np.maximum(now_ms - batch.closed, 0)
         dist = self.metrics.distribution("score_latency_ms")
         for v in lat.tolist():
@@ -254,8 +288,23 @@ class BatchScorer:
                 name = f"score_latency_le_{edges[k]}ms" if k < len(edges) else "score_latency_le_inf"
                 self.metrics.counter(name).inc(c)
 
-    def _base(self, batch: WindowBatch, r: int) -> dict:
+    def _base(self, batch: Batch, r: int) -> dict:
         f = batch.features[r]
+        if isinstance(batch, DeviceBatch):
+            cols = [(c, t) for c, t in enumerate(batch.tags[r]) if t]
+
+            def per_tag(k: int) -> dict[str, list[float | None]]:
+                return {t: [None if not np.isfinite(v) else float(v) for v in f[:, c, k]] for c, t in cols}
+
+            return dict(
+                sensor=batch.devices[r],
+                window_start=int(batch.start[r]),
+                window_end=int(batch.end[r]),
+                values=per_tag(0),
+                stddev=per_tag(1),
+                counts=per_tag(2),
+                window_closed_ts=int(batch.closed[r]),
+            )
         return dict(
             sensor=batch.sensors[r],
             window_start=int(batch.start[r]),
@@ -266,9 +315,22 @@ class BatchScorer:
             window_closed_ts=int(batch.closed[r]),
         )
 
-    def _record(self, batch: WindowBatch, r: int, res: ScoreResult, j: int, now: int) -> dict:
+    def _record(self, batch: Batch, r: int, res: ScoreResult, j: int, now: int) -> dict:
         pse = res.per_step_error
+        device: dict = {}
+        if isinstance(batch, DeviceBatch):
+            tags = batch.tags[r]
+            share = np.asarray(res.extra["tag_share"][j], np.float64)
+            unknown = np.asarray(res.extra["unknown_tag"][j], bool)
+            order = np.argsort(-share, kind="stable")
+            device = dict(
+                tags=[
+                    {"tag": str(tags[c]), "share": round(float(share[c]), 4)} for c in order if tags[c] and share[c] > 0
+                ],
+                unknown_tags=[str(tags[c]) for c in range(len(unknown)) if unknown[c]],
+            )
         return anomaly_record(
+            **device,
             **self._base(batch, r),
             score=float(res.score[j]),
             threshold=float(res.threshold[j]),
@@ -279,7 +341,32 @@ class BatchScorer:
             per_step_error=None if pse is None else np.asarray(pse[j], dtype=float).tolist(),
         )
 
-    def _unscored(self, batch: WindowBatch, r: int, model: str, status: str, now: int, error: str | None) -> Output:
+    def _unknown_tags(self, batch: DeviceBatch, r: int, model: str, tags: list[str], now: int) -> list[Output]:
+        """A tag its device model does not know: a sensor without a model, reported as such."""
+        self.metrics.counter("unknown_tags").inc(len(tags))
+        out = []
+        for tag in tags:
+            c = list(batch.tags[r]).index(tag)
+            f = batch.features[r][:, c]
+            rec = anomaly_record(
+                sensor=f"{batch.devices[r]}/{tag}",
+                window_start=int(batch.start[r]),
+                window_end=int(batch.end[r]),
+                values=[None if not np.isfinite(v) else float(v) for v in f[:, 0]],
+                score=None,
+                threshold=None,
+                is_anomaly=False,
+                model_name=model,
+                model_version=None,
+                processing_ts=now,
+                status="no_model",
+                error=f"tag {tag!r} is unknown to the device model {model}; retrain the device to include it",
+                window_closed_ts=int(batch.closed[r]),
+            )
+            out.append(Output(NO_MODEL.kind, rec["key"], json.dumps(rec)))
+        return out
+
+    def _unscored(self, batch: Batch, r: int, model: str, status: str, now: int, error: str | None) -> Output:
         rec = anomaly_record(
             **self._base(batch, r),
             score=None,

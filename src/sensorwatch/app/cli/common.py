@@ -30,6 +30,8 @@ def incident_line(rec: dict) -> str:
     why = rec.get("explanation") or {}
     hint = why.get("kind_hint") or "no kind hint"
     what = f"{hint} in {why.get('feature')}" if why.get("feature") else hint
+    if why.get("tags"):  # a device model's: the tags that drove it
+        what = "driven by " + ", ".join(f"{t['tag']} {100 * t['share']:.0f}%" for t in why["tags"])
     span = f"since {hms(rec['start'])}" if rec["event"] == "opened" else f"{hms(rec['start'])} to {hms(rec['end'])}"
     learning = " [learning: not alerted]" if rec.get("learning") else ""
     return (

@@ -1,4 +1,4 @@
-"""``sensorwatch train``: one model per sensor, trained in parallel and published."""
+"""``sensorwatch train``: one model per sensor (or per device), trained in parallel and published."""
 
 from __future__ import annotations
 
@@ -54,7 +54,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
         print_json(tune(series, settings, trials=args.tune, labels=labels))
         return 0
-    result = summary(train_fleet(series, settings, labels=labels, force=args.force, progress=not args.quiet))
+    result = summary(
+        train_fleet(
+            series, settings, labels=labels, force=args.force, progress=not args.quiet, granularity=args.granularity
+        )
+    )
     print_json(result)
     return 3 if result["failed"] else 0
 
@@ -71,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--from", dest="ts_from", type=int, default=None, help="window ends from this epoch ms")
     s.add_argument("--to", dest="ts_to", type=int, default=None, help="window ends before this epoch ms")
     s.add_argument("--kind", choices=choices(TrainingConfig, "kind"), default=None)
+    s.add_argument(
+        "--granularity",
+        choices=["auto", "sensor", "device"],
+        default="auto",
+        help="sensor: one model per sensor; device: one model per device over all its tags; auto (default): "
+        "device models for the devices serving.device_models selects, sensor models for the rest",
+    )
     s.add_argument("--layout", choices=choices(ServingConfig, "layout"), default=None)
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--workers", type=int, default=None, help="processes (0 = all cores)")

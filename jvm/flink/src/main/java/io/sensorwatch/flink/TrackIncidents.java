@@ -3,6 +3,7 @@ package io.sensorwatch.flink;
 import static org.apache.flink.table.annotation.ArgumentTrait.SET_SEMANTIC_TABLE;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.ArrayNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.ObjectNode;
 import org.apache.flink.table.annotation.ArgumentHint;
 import org.apache.flink.table.annotation.DataTypeHint;
@@ -61,6 +62,7 @@ public class TrackIncidents extends ProcessTableFunction<Row> {
         public int peakStep;
         public int peakFeature;
         public int peakHint;
+        public String peakDrivers;
     }
 
     public void eval(
@@ -196,6 +198,7 @@ public class TrackIncidents extends ProcessTableFunction<Row> {
             st.peakStep = in.<Integer>getFieldAs("top_step");
             st.peakFeature = in.<Integer>getFieldAs("top_feature");
             st.peakHint = in.<Integer>getFieldAs("hint");
+            st.peakDrivers = in.getFieldAs("drivers");
         }
     }
 
@@ -242,6 +245,18 @@ public class TrackIncidents extends ProcessTableFunction<Row> {
             why.putNull("kind_hint");
         } else {
             why.put("kind_hint", hint);
+        }
+        if (st.peakDrivers == null) {
+            why.putNull("tags");
+        } else {
+            // a device model's drivers, "tag:share,...": which of the device's tags, and how much
+            ArrayNode tags = why.putArray("tags");
+            for (String part : st.peakDrivers.split(",")) {
+                int colon = part.lastIndexOf(':');
+                ObjectNode t = tags.addObject();
+                t.put("tag", part.substring(0, colon));
+                t.put("share", Double.parseDouble(part.substring(colon + 1)));
+            }
         }
         rec.put("window_closed_ts", in.<Long>getFieldAs("closed_ts"));
         rec.put("emitted_ts", System.currentTimeMillis());

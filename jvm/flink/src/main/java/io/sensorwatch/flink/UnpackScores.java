@@ -22,14 +22,15 @@ import org.apache.flink.types.Row;
  *   int64 end[n], int64 closed[n], int64 version[n]
  *   float64 score[n], threshold[n], seed_n[n], seed_mean[n], seed_var[n]
  *   int8 top_step[n], int8 top_feature[n], int8 hint[n]
- *   UTF-8 lines "sensor\tmodel" joined by '\n'
+ *   UTF-8 lines "sensor\tmodel\tdrivers" joined by '\n' (drivers: a device model's
+ *   "tag:share,..." of the tags that drove the score; empty for a sensor model)
  * </pre>
  */
 @FunctionHint(
         output = @DataTypeHint(
                 "ROW<sensor STRING, window_end BIGINT, closed_ts BIGINT, model STRING, version BIGINT, score DOUBLE,"
                         + " threshold DOUBLE, seed_n DOUBLE, seed_mean DOUBLE, seed_var DOUBLE, top_step INT,"
-                        + " top_feature INT, hint INT>"))
+                        + " top_feature INT, hint INT, drivers STRING>"))
 public class UnpackScores extends TableFunction<Row> {
 
     public void eval(byte[] buf) {
@@ -64,11 +65,14 @@ public class UnpackScores extends TableFunction<Row> {
             throw new IllegalArgumentException("score batch names " + lines.length + " windows for " + n);
         }
         for (int i = 0; i < n; i++) {
-            int tab = lines[i].indexOf('\t');
+            String[] parts = lines[i].split("\t", 3);
+            if (parts.length != 3) {
+                throw new IllegalArgumentException("score batch line " + i + " is not sensor, model, drivers");
+            }
             collect(Row.of(
-                    lines[i].substring(0, tab), longs[0][i], longs[1][i], lines[i].substring(tab + 1), longs[2][i],
+                    parts[0], longs[0][i], longs[1][i], parts[1], longs[2][i],
                     doubles[0][i], doubles[1][i], doubles[2][i], doubles[3][i], doubles[4][i],
-                    (int) small[0][i], (int) small[1][i], (int) small[2][i]));
+                    (int) small[0][i], (int) small[1][i], (int) small[2][i], parts[2].isEmpty() ? null : parts[2]));
         }
     }
 }
