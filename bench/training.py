@@ -7,7 +7,11 @@ configured epochs. Three ways, each ending with published, registered SavedModel
 * vectorised per-sensor: chunks of sensors trained as one stack, exported as one
   SavedModel per sensor (the per-sensor layout as ``sensorwatch train`` does it);
 * one at a time: a G = 1 model per sensor (chunk_size 1), measured on a sample of
-  sensors and scaled to all of them (said so in the JSON line).
+  sensors and scaled to all of them (said so in the JSON line);
+* device models, packed: as many devices of ``--device-tags`` tags (8) as there are sensors,
+  each tag one of the same histories, one model per device over all its tags
+  (``granularity="device"``, the relations mode); ``device_over_sensor`` is its time over
+  the packed sensor models'.
 
 Plots are off (they cost ~40 ms a sensor and are not training).
 
@@ -39,6 +43,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--skip-per-sensor", action="store_true")
+    ap.add_argument(
+        "--device-tags", type=int, default=8, help="also train as many device models of this many tags (0: skip)"
+    )
     args = ap.parse_args()
 
     from sensorwatch.core.config import load_settings
@@ -90,6 +97,25 @@ def main() -> None:
             return sec
 
         res["seconds_packed"] = timed("packed (8 groups)", hist, settings("packed", layout="packed"))
+        if args.device_tags:
+            # 1,000 devices of 8 tags: each tag a sensor history of the same run, renamed
+            names = sorted(hist)
+            k = args.device_tags
+            devices = {
+                f"dev-{d:04d}/t{j}": hist[names[(d * k + j) % len(names)]] for d in range(len(names)) for j in range(k)
+            }
+            for key, ser in devices.items():
+                ser = ser.__class__(key, ser.window_end, ser.mean, ser.stddev, ser.count)
+                devices[key] = ser
+            st = settings("devices", layout="packed")
+            t = time.time()
+            out = summary(train_fleet(devices, st, progress=False, granularity="device"))
+            sec = time.time() - t
+            assert out["trained"] == len(names), out
+            print(f"{'packed devices (' + str(k) + ' tags)':<28}{out['trained']:>6} models {sec:>9.1f} s", flush=True)
+            res["seconds_packed_devices"] = sec
+            res["device_tags"] = k
+            res["device_over_sensor"] = round(sec / res["seconds_packed"], 2)
         if not args.skip_per_sensor:
             res["seconds_per_sensor_vectorised"] = timed("per-sensor, vectorised", hist, settings("chunked"))
         sample = dict(list(hist.items())[: args.sample])

@@ -179,7 +179,7 @@ def test_the_jvm_incident_stage_matches_the_reference(stage):
     assert all(tuple(rec) == RECORD_FIELDS for rec in recs), recs[:1]
     # the scenario's points are there: learning incident, regime change absorbed, new events, silence
     assert any(r["learning"] for r in want) and any(r["closed_by"] == "silence" for r in want)
-    assert any(r["explanation"]["tags"] for r in want if r["sensor"] == "pump-d"), "a device's drivers are quoted"
+    assert any(r["explanation"]["tags"] for r in want if r["incident_id"].startswith("pump-d@")), "drivers quoted"
     assert sum(r["event"] == "opened" and not r["learning"] for r in want) >= 3
     key = lambda r: (r["incident_id"], r["event"])  # noqa: E731
     got_by = {key(r): r for r in recs}

@@ -51,3 +51,22 @@ def test_unknown_output_kind_is_refused_by_name():
 )
 def test_intervals_of_any_length_are_valid_literals(ms, literal):
     assert _interval(ms) == literal
+
+
+def test_the_device_path_is_there_only_for_selected_devices():
+    from sensorwatch.jobs.sql import device_predicate
+
+    plain = statements(Settings())["views"]
+    assert "device_vectors" not in "\n".join(plain) and any("VIEW batches AS" in v for v in plain)
+    s = Settings()
+    s.serving.device_models = "pump-*, a_b?"
+    views = "\n".join(statements(s)["views"])
+    pred = device_predicate(s.serving.device_models)
+    # LIKE patterns: * and ? become % and _, a literal _ is escaped
+    assert pred == "(device LIKE 'pump-%' ESCAPE '\\' OR device LIKE 'a\\_b_' ESCAPE '\\')"
+    assert f"FROM aggregates WHERE NOT {pred}" in views, "the selected devices leave the sensor path"
+    assert f"FROM aggregates WHERE {pred}" in views, "and take the device path"
+    for view in ("device_vectors", "device_windows", "device_batches", "sensor_batches"):
+        assert f"CREATE TEMPORARY VIEW {view} AS" in views
+    assert "UNION ALL" in views.split("CREATE TEMPORARY VIEW batches AS")[1]
+    assert device_predicate(None) is None and device_predicate(" , ") is None

@@ -65,11 +65,9 @@ class SimulationStats:
 
 
 def _payloads(fleet: Fleet, block) -> list[bytes]:
-    dev = fleet.devices
-    tag = fleet.tags
-    sd, st = fleet.sensor_device, fleet.sensor_tag
+    parts = [tuple(x.encode() for x in s.split("/")) for s in fleet.sensors]
     return [
-        b'{"device":"%s","tag":"%s","ts":%d,"value":%.6g}' % (dev[sd[i]].encode(), tag[st[i]].encode(), t, v)
+        b'{"device":"%s","tag":"%s","ts":%d,"value":%.6g}' % (*parts[i], t, v)
         for i, t, v in zip(block.sensor_idx.tolist(), block.ts.tolist(), block.value.tolist())
     ]
 
@@ -122,7 +120,7 @@ def simulate(
     prod = Producer(librdkafka_options(kafka, "producer"))
     topic = kafka.topics.readings
     rng = np.random.default_rng(sim.seed + 1)
-    device_keys = [d.encode() for d in fleet.devices]
+    device_keys = [s.split("/")[0].encode() for s in fleet.sensors]  # per sensor: its device, the Kafka key
     t0 = time.monotonic()
     wall0_ms = time.time() * 1000
     for block in fleet.blocks(block_steps=1 if sim.realtime else 60):
@@ -144,7 +142,7 @@ def simulate(
             if bad is not None and bad[j]:
                 payload = MALFORMED[j % len(MALFORMED)]
                 stats.malformed += 1
-            key = device_keys[fleet.sensor_device[keys[j]]]
+            key = device_keys[keys[j]]
             while True:
                 try:
                     produce(topic, payload, key, timestamp=emit[j], on_delivery=on_delivery)

@@ -77,14 +77,11 @@ class Detector(ABC):
         m32, s32 = self.mean.numpy(), self.scale.numpy()
         # a missing value is imputed with its feature's mean: 0 once normalised
         xn = [np.nan_to_num((x - m32[g]) / s32[g]).astype(np.float32) for g, x in enumerate(xs)]
-        curves = self._fit(xn)
-        if getattr(self, "relations", False):
-            self.error_scale.assign(np.stack([self._error_scale(x, g) for g, x in enumerate(xn)]).astype(np.float32))
-        return curves
+        return self._fit(xn)
 
-    def _error_scale(self, xn: np.ndarray, g: int) -> np.ndarray:
-        """[F]: group g's typical squared error per feature on its normalised training windows."""
-        return np.ones(self.n_features, np.float32)
+    def score_groups(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        """Scores of ``windows[g]`` (raw, [N_g, S, F]) under group g, for every group."""
+        return [self.score(w, g)[0] for g, w in enumerate(windows)]
 
     def score(self, windows: np.ndarray, idx: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(score [N], per-step error [N, S]) for raw windows [N, S, F] of groups ``idx``."""
@@ -312,14 +309,56 @@ class AutoencoderDetector(Detector):
             return score, per_step, per_feature
         return worst_tag(err, xn, tf.gather(self.feature_use, idx), mask, self._tags)
 
-    def _error_scale(self, xn: np.ndarray, g: int) -> np.ndarray:
-        err = np.concatenate(
-            [
-                self._errors(tf.constant(xn[i : i + 4096]), tf.fill([len(xn[i : i + 4096])], g)).numpy()
-                for i in range(0, xn.shape[0], 4096)
-            ]
-        )
-        return np.maximum(err.reshape(-1, self.n_features).mean(0), ERROR_SCALE_FLOOR)
+    #: windows per group in one stacked pass of :meth:`_stacked` (bounds its memory)
+    STACK_CHUNK = 512
+
+    def _stacked(self, X: np.ndarray, fn) -> list:
+        """``fn`` over [G, m, S, F] slices of ``X`` [G, M, S, F] in the training layout, where each
+        group meets its own weights once (the serving layout gathers them per row: for a device
+        model with leave-one-tag-out that is most of the cost of scoring a group's windows)."""
+        return [fn(tf.constant(X[:, i : i + self.STACK_CHUNK])) for i in range(0, X.shape[1], self.STACK_CHUNK)]
+
+    def _fit_error_scale(self, X: np.ndarray) -> None:
+        """Each group's typical squared error per feature on its normalised training windows."""
+        errs = self._stacked(X, tf.function(lambda x: tf.reduce_sum(self._errors(x, None), axis=[1, 2])))
+        mean = tf.add_n(errs).numpy() / (X.shape[1] * self.seq_len)
+        self.error_scale.assign(np.maximum(mean, ERROR_SCALE_FLOOR).astype(np.float32))
+
+    def score_groups(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        if not self.masked:
+            return super().score_groups(windows)
+        G, S, F = self.groups, self.seq_len, self.n_features
+        xs = [self._check(w, f"group {g}") for g, w in enumerate(windows)]
+        M = max(1, max(len(x) for x in xs))
+        X = np.zeros((G, M, S, F), np.float32)
+        mask = np.zeros((G, M, S, F), np.float32)
+        m32, s32 = self.mean.numpy(), self.scale.numpy()
+        for g, x in enumerate(xs):
+            ok = np.isfinite(x)
+            X[g, : len(x)] = np.where(ok, (np.nan_to_num(x) - m32[g]) / s32[g], 0.0)
+            mask[g, : len(x)] = ok
+        both = np.concatenate([X, mask], axis=-1)
+
+        @tf.function
+        def one(xm):
+            x, mk = xm[..., :F], xm[..., F:]
+            err = self._errors(x, None)  # [G, m, S, F]
+            if self.relations:
+                err = err / self.error_scale[:, None, None, :]
+            m = tf.shape(x)[1]
+
+            def flat(t):
+                return tf.reshape(t, [G * m, S, F])
+
+            use = tf.repeat(self.feature_use, m, axis=0)
+            if self.relations:
+                score = worst_tag(flat(err), flat(x), use, flat(mk), self._tags)[0]
+            else:
+                score = weigh_features(flat(err), flat(x), use, flat(mk))[0]
+            return tf.reshape(score, [G, m])
+
+        scores = np.concatenate([t.numpy() for t in self._stacked(both, one)], axis=1)
+        return [scores[g, : len(x)] for g, x in enumerate(xs)]
 
     def _fit(self, xs):
         import keras
@@ -360,6 +399,8 @@ class AutoencoderDetector(Detector):
                 steps += 1
             for g, v in enumerate((total / steps).numpy()):
                 curves[g].append(float(v))
+        if self.relations:
+            self._fit_error_scale(X.numpy())
         return curves
 
 

@@ -101,9 +101,10 @@ def fit_calibrated(
     n_features = len(FEATURES) * (tags or 1)
     det = make_detector(cfg.kind, len(data), seq_len, n_features, cfg, masked=tags is not None)
     curves = det.fit([d.train for d in data])
+    val_scores = det.score_groups([d.val for d in data])
     scores, thresholds, rules, errors = [], [], [], []
     for g, d in enumerate(data):
-        s = det.score(d.val, g)[0]
+        s = val_scores[g]
         try:
             thr, rule = fit_threshold(
                 s,
