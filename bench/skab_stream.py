@@ -242,7 +242,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--offline", action="store_true", help="also run bench/skab.py's offline protocol, same kinds")
-    ap.add_argument("--timeout-s", type=float, default=900.0)
+    ap.add_argument("--timeout-s", type=float, default=3600.0)
     args = ap.parse_args()
     files = load(skab_dir())
     work = Path(tempfile.mkdtemp(prefix="sensorwatch-skab-"))
