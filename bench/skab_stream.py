@@ -154,10 +154,12 @@ def replay(s: Settings, files: list[SkabFile]) -> int:
     return sent
 
 
-def score(files: list[SkabFile], records: dict[str, dict], incidents: list[dict], S: int) -> tuple[dict, dict, int]:
-    """(metrics of the anomaly records, metrics of the incidents, windows without a record)."""
+def score(
+    files: list[SkabFile], records: dict[str, dict], incidents: list[dict], S: int
+) -> tuple[dict, dict, list[str]]:
+    """(metrics of the anomaly records, metrics of the incidents, keys of windows without a record)."""
     windows, alerts = Confusion(), Confusion()
-    missing = 0
+    missing: list[str] = []
     opened = {r["incident_id"]: r for r in incidents if r["event"] == "opened" and not r["learning"]}
     closed = {r["incident_id"]: r for r in incidents if r["event"] == "closed"}
     for f in files:
@@ -167,7 +169,7 @@ def score(files: list[SkabFile], records: dict[str, dict], incidents: list[dict]
             end = int(f.ts[TRAIN_ROWS + k + S - 1]) + 1000
             rec = records.get(f"{f.device}@{end}")
             if rec is None or rec.get("status") != "scored":
-                missing += 1
+                missing.append(f"{f.device}@{end}")
                 continue
             flags[k] = bool(rec["is_anomaly"])
         y = f.y[TRAIN_ROWS:]
@@ -219,8 +221,9 @@ def run_kind(kind: str, files: list[SkabFile], args, stack_work: Path) -> dict:
     records = ledger.scored()
     win, inc, missing = score(files, records, incidents, s.job.seq_len)
     print(
-        f"{kind}: {readings:,} readings streamed and accounted for {ledger.readings_accounted():,}, "
-        f"{len(records):,} windows scored, {missing} test windows without a record, in {t_stream:.0f} s",
+        f"{kind}: {readings:,} readings streamed and accounted for {ledger.readings_accounted():,} "
+        f"({len(ledger.late):,} late, {len(ledger.dead):,} dead letters), {len(records):,} windows scored, "
+        f"{len(missing)} test windows without a record (e.g. {missing[:3]}), in {t_stream:.0f} s",
         flush=True,
     )
     return {
@@ -228,7 +231,8 @@ def run_kind(kind: str, files: list[SkabFile], args, stack_work: Path) -> dict:
         "incidents": inc,
         "trained": trained["trained"],
         "failed": trained["failed"],
-        "windows_without_record": missing,
+        "windows_without_record": len(missing),
+        "late_readings": len(ledger.late),
         "readings": readings,
         "train_s": round(t_train, 1),
         "stream_s": round(t_stream, 1),
