@@ -209,7 +209,7 @@ def run_kind(kind: str, files: list[SkabFile], args, stack_work: Path) -> dict:
         local.flush_watermark(s, int(max(f.ts[-1] for f in files)) + 4 * 1000 * s.job.seq_len)
         ledger = Ledger(s)
         ledger.read_inputs(readings, timeout_s=args.timeout_s)
-        ledger.read_outputs(timeout_s=args.timeout_s, quiet_s=60)
+        ledger.read_outputs(timeout_s=args.timeout_s, quiet_s=300)  # a loaded machine stalls output for a minute
         incidents = ledger.read_incidents(timeout_s=120, quiet_s=10)
         t_stream = time.time() - t
     finally:
