@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from sensorwatch.core.windows import device_of
+
 
 @dataclass
 class Evaluation:
@@ -108,7 +110,7 @@ def _evaluate(runs: dict[str, list[tuple[int, int, int]]], labels: Iterable[dict
     by_label: dict[str, list[dict]] = {}
     for lab in labels:
         by_label.setdefault(lab["sensor"], []).append(lab)
-        by_label.setdefault(lab["sensor"].partition("/")[0], []).append(lab)
+        by_label.setdefault(device_of(lab["sensor"]), []).append(lab)
     true_alerts = sum(
         1
         for sensor, rs in runs.items()
@@ -119,7 +121,7 @@ def _evaluate(runs: dict[str, list[tuple[int, int, int]]], labels: Iterable[dict
     for lab in labels:
         kind = ev.per_kind.setdefault(lab["kind"], [0, 0])
         kind[1] += 1
-        mine = [*runs.get(lab["sensor"], ()), *runs.get(lab["sensor"].partition("/")[0], ())]
+        mine = [*runs.get(lab["sensor"], ()), *runs.get(device_of(lab["sensor"]), ())]
         hits = [c for a, b, c in mine if a < lab["end"] and lab["start"] < b]
         if hits:
             ev.detected += 1

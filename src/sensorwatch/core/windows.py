@@ -26,6 +26,16 @@ import numpy as np
 FEATURES: tuple[str, ...] = ("values", "stddev", "count")
 
 
+def _ends_between(window_end: np.ndarray, ts_from: int | None, ts_to: int | None) -> np.ndarray:
+    """Which window ends lie in [ts_from, ts_to) (None: unbounded on that side)."""
+    m = np.ones(window_end.size, dtype=bool)
+    if ts_from is not None:
+        m &= window_end >= ts_from
+    if ts_to is not None:
+        m &= window_end < ts_to
+    return m
+
+
 @dataclass
 class SensorSeries:
     """One sensor's tumbling aggregates in event-time order (columns)."""
@@ -56,11 +66,7 @@ class SensorSeries:
 
     def between(self, ts_from: int | None, ts_to: int | None) -> SensorSeries:
         """Aggregates whose window ends in [ts_from, ts_to)."""
-        m = np.ones(len(self), dtype=bool)
-        if ts_from is not None:
-            m &= self.window_end >= ts_from
-        if ts_to is not None:
-            m &= self.window_end < ts_to
+        m = _ends_between(self.window_end, ts_from, ts_to)
         return SensorSeries(self.sensor, self.window_end[m], self.mean[m], self.stddev[m], self.count[m])
 
 
@@ -158,11 +164,8 @@ class DeviceSeries:
         return int(self.window_end.size)
 
     def between(self, ts_from: int | None, ts_to: int | None) -> DeviceSeries:
-        m = np.ones(len(self), dtype=bool)
-        if ts_from is not None:
-            m &= self.window_end >= ts_from
-        if ts_to is not None:
-            m &= self.window_end < ts_to
+        """Steps whose window ends in [ts_from, ts_to)."""
+        m = _ends_between(self.window_end, ts_from, ts_to)
         return DeviceSeries(self.device, list(self.tags), self.window_end[m], self.feats[m])
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from sensorwatch.core.config import SimulatorConfig
 from sensorwatch.core.contracts import sensor_id
+from sensorwatch.core.windows import device_of
 
 #: Pump tags: offset, gain per unit of f(speed), noise sd (x value). A variable-speed pump
 #: follows the affinity laws: flow ~ speed, pressure (head) ~ speed squared, power ~ speed cubed.
@@ -75,7 +76,7 @@ class Label:
 
     @property
     def device(self) -> str:
-        return self.sensor.partition("/")[0]
+        return device_of(self.sensor)
 
     def to_dict(self) -> dict:
         out = {"sensor": self.sensor, "kind": self.kind, "start": self.start, "end": self.end}
@@ -183,45 +184,34 @@ class Fleet:
         out = np.stack([PUMP_PROFILE[t][0] + PUMP_PROFILE[t][1] * f[t] for t in PUMP_TAGS], -1)
         return out * self._pump_scale[:, None, :]
 
-    def _pump_labels(self) -> list[Label]:
-        c = self.cfg
-        labels: list[Label] = []
-        if c.relation_faults_per_hour <= 0:
-            return labels
-        hours = c.duration_s / 3600.0
-        first = self.start_ms + int(c.warmup_s * 1000)
-        for p in self.pumps:
-            count = self._rng_labels.poisson(c.relation_faults_per_hour * hours)
-            t = first
-            for _ in range(count):
-                t += int(self._rng_labels.exponential(3600_000 / c.relation_faults_per_hour / 2))
-                dur = int(self._rng_labels.uniform(c.anomaly_min_s, c.anomaly_max_s) * 1000)
-                if t + dur > self.end_ms:
-                    break
-                tag = str(self._rng_labels.choice(PUMP_TAGS))
-                labels.append(Label(sensor_id(p, tag), "decouple", t, t + dur, (tag,)))
-                t += dur + int(c.anomaly_max_s * 1000)
-        return labels
+    def _spans(self, rate_per_hour: float):
+        """Yield (start, end) of one sensor's (or pump's) events at ``rate_per_hour``: a Poisson
+        count, exponential gaps, at least ``anomaly_max_s`` of quiet between two, none before the
+        warm-up or past the end. Draw the event's kind between two yields: the draws then come
+        in the same order as they always have, and a seed keeps its ground truth."""
+        c, rng = self.cfg, self._rng_labels
+        count = rng.poisson(rate_per_hour * c.duration_s / 3600.0)
+        t = self.start_ms + int(c.warmup_s * 1000)
+        for _ in range(count):
+            t += int(rng.exponential(3600_000 / rate_per_hour / 2))
+            dur = int(rng.uniform(c.anomaly_min_s, c.anomaly_max_s) * 1000)
+            if t + dur > self.end_ms:
+                return
+            yield t, t + dur
+            t += dur + int(c.anomaly_max_s * 1000)
 
     def _draw_labels(self) -> list[Label]:
         c = self.cfg
-        labels: list[Label] = self._pump_labels()
-        if c.anomaly_rate_per_hour <= 0 or not c.anomaly_kinds:
-            return sorted(labels, key=lambda lab: (lab.start, lab.sensor))
-        hours = c.duration_s / 3600.0
-        first = self.start_ms + int(c.warmup_s * 1000)
-        gap_ms = int(c.anomaly_max_s * 1000)  # quiet time between events of one sensor
-        for s in self.sensors[: self._n_plain]:
-            count = self._rng_labels.poisson(c.anomaly_rate_per_hour * hours)
-            t = first
-            for _ in range(count):
-                t += int(self._rng_labels.exponential(3600_000 / c.anomaly_rate_per_hour / 2))
-                dur = int(self._rng_labels.uniform(c.anomaly_min_s, c.anomaly_max_s) * 1000)
-                if t + dur > self.end_ms:
-                    break
-                kind = str(self._rng_labels.choice(c.anomaly_kinds))
-                labels.append(Label(s, kind, t, t + dur))
-                t += dur + gap_ms
+        labels: list[Label] = []
+        if c.relation_faults_per_hour > 0:
+            for p in self.pumps:
+                for a, b in self._spans(c.relation_faults_per_hour):
+                    tag = str(self._rng_labels.choice(PUMP_TAGS))
+                    labels.append(Label(sensor_id(p, tag), "decouple", a, b, (tag,)))
+        if c.anomaly_rate_per_hour > 0 and c.anomaly_kinds:
+            for s in self.sensors[: self._n_plain]:
+                for a, b in self._spans(c.anomaly_rate_per_hour):
+                    labels.append(Label(s, str(self._rng_labels.choice(c.anomaly_kinds)), a, b))
         return sorted(labels, key=lambda lab: (lab.start, lab.sensor))
 
     def _normal(self, ts: np.ndarray) -> np.ndarray:

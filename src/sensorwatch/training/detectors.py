@@ -213,19 +213,26 @@ def _nan_to(a: np.ndarray, value: float = 0.0) -> np.ndarray:
 ERROR_SCALE_FLOOR = 1e-2
 
 
-def weigh_features(err, xn, use, mask=None):
-    """(score [N], per-step error [N, S], per-feature error [N, F]) from squared errors ``err``
-    [N, S, F] under ``use`` [N, F]: the mean over used features, plus the squared shortfall of
-    one-sided ones; a masked (missing) value counts for nothing. The per-feature errors sum to
-    the score."""
+def _evidence(err, xn, use, mask):
+    """(used [N, S, F], evidence [N, S, F]): which values are read (used in training and
+    present), and what each contributes: its error if used, its squared shortfall if one-sided."""
     use = tf.cast(use, err.dtype)[:, None, :]
     if mask is not None:
         use = use * tf.cast(mask, err.dtype)
     used = tf.cast(tf.equal(use, 1.0), err.dtype)
     one_sided = tf.cast(tf.equal(use, ONE_SIDED), err.dtype)
     shortfall = tf.square(tf.minimum(tf.cast(xn, err.dtype), 0.0))
+    return used, used * err + one_sided * shortfall
+
+
+def weigh_features(err, xn, use, mask=None):
+    """(score [N], per-step error [N, S], per-feature error [N, F]) from squared errors ``err``
+    [N, S, F] under ``use`` [N, F]: the mean over used features, plus the squared shortfall of
+    one-sided ones; a masked (missing) value counts for nothing. The per-feature errors sum to
+    the score."""
+    used, part = _evidence(err, xn, use, mask)
     n = tf.maximum(tf.reduce_sum(used, axis=-1), 1.0)  # per step: features read (used, and present)
-    contrib = (used * err + one_sided * shortfall) / n[..., None]  # [N, S, F]
+    contrib = part / n[..., None]  # [N, S, F]
     per_step = tf.reduce_sum(contrib, axis=-1)
     return tf.reduce_mean(per_step, axis=-1), per_step, tf.reduce_mean(contrib, axis=1)
 
@@ -239,13 +246,7 @@ def worst_tag(err, xn, use, mask, tags: int):
     feature's, each tag's features scaled to sum to the tag's error (the shares name the tags).
     """
     F = err.shape[-1] // tags
-    use = tf.cast(use, err.dtype)[:, None, :]
-    if mask is not None:
-        use = use * tf.cast(mask, err.dtype)
-    used = tf.cast(tf.equal(use, 1.0), err.dtype)
-    one_sided = tf.cast(tf.equal(use, ONE_SIDED), err.dtype)
-    shortfall = tf.square(tf.minimum(tf.cast(xn, err.dtype), 0.0))
-    part = used * err + one_sided * shortfall  # [N, S, F]
+    used, part = _evidence(err, xn, use, mask)
     shape = tf.concat([tf.shape(part)[:2], [tags, F]], 0)
     n = tf.maximum(tf.reduce_sum(tf.reshape(used, shape), -1), 1.0)  # [N, S, C]
     per_tag_step = tf.reduce_sum(tf.reshape(part, shape), -1) / n  # [N, S, C]

@@ -344,31 +344,28 @@ class BatchScorer:
     def _unknown_tags(self, batch: DeviceBatch, r: int, model: str, tags: list[str], now: int) -> list[Output]:
         """A tag its device model does not know: a sensor without a model, reported as such."""
         self.metrics.counter("unknown_tags").inc(len(tags))
+        error = f"unknown to the device model {model}; retrain the device to include it"
         out = []
         for tag in tags:
-            c = list(batch.tags[r]).index(tag)
-            f = batch.features[r][:, c]
-            rec = anomaly_record(
+            f = batch.features[r][:, list(batch.tags[r]).index(tag)]
+            base = dict(
                 sensor=f"{batch.devices[r]}/{tag}",
                 window_start=int(batch.start[r]),
                 window_end=int(batch.end[r]),
                 values=[None if not np.isfinite(v) else float(v) for v in f[:, 0]],
-                score=None,
-                threshold=None,
-                is_anomaly=False,
-                model_name=model,
-                model_version=None,
-                processing_ts=now,
-                status="no_model",
-                error=f"tag {tag!r} is unknown to the device model {model}; retrain the device to include it",
                 window_closed_ts=int(batch.closed[r]),
             )
-            out.append(Output(NO_MODEL.kind, rec["key"], json.dumps(rec)))
+            out.append(self._no_model(base, model, "no_model", now, f"tag {tag!r} is {error}"))
         return out
 
     def _unscored(self, batch: Batch, r: int, model: str, status: str, now: int, error: str | None) -> Output:
+        return self._no_model(self._base(batch, r), model, status, now, error)
+
+    @staticmethod
+    def _no_model(base: dict, model: str, status: str, now: int, error: str | None) -> Output:
+        """A window no model scored (``status`` no_model or error), for the no-model topic."""
         rec = anomaly_record(
-            **self._base(batch, r),
+            **base,
             score=None,
             threshold=None,
             is_anomaly=False,
