@@ -103,6 +103,7 @@ class Fleet:
     cfg: SimulatorConfig
     now_ms: int | None = None
     sensors: list[str] = field(init=False)
+    sensor_bytes: list[tuple[bytes, bytes]] = field(init=False)
     devices: list[str] = field(init=False)
     tags: list[str] = field(init=False)
 
@@ -122,6 +123,8 @@ class Fleet:
         n_plain = len(self.sensors)
         self.pumps = [f"pump-{p:04d}" for p in range(c.pumps)]
         self.sensors += [sensor_id(p, t) for p in self.pumps for t in PUMP_TAGS]
+        #: per sensor, its device and tag as UTF-8: what the publisher writes, made once
+        self.sensor_bytes = [tuple(x.encode() for x in s.split("/")) for s in self.sensors]
         n = len(self.sensors)
         now = self.now_ms if self.now_ms is not None else int(time.time() * 1000)
         self.interval_ms = int(round(c.interval_s * 1000))

@@ -65,7 +65,7 @@ class SimulationStats:
 
 
 def _payloads(fleet: Fleet, block) -> list[bytes]:
-    parts = [tuple(x.encode() for x in s.split("/")) for s in fleet.sensors]
+    parts = fleet.sensor_bytes
     return [
         b'{"device":"%s","tag":"%s","ts":%d,"value":%.6g}' % (*parts[i], t, v)
         for i, t, v in zip(block.sensor_idx.tolist(), block.ts.tolist(), block.value.tolist())
@@ -120,7 +120,7 @@ def simulate(
     prod = Producer(librdkafka_options(kafka, "producer"))
     topic = kafka.topics.readings
     rng = np.random.default_rng(sim.seed + 1)
-    device_keys = [s.split("/")[0].encode() for s in fleet.sensors]  # per sensor: its device, the Kafka key
+    device_keys = [device for device, _tag in fleet.sensor_bytes]  # per sensor: its device, the Kafka key
     t0 = time.monotonic()
     wall0_ms = time.time() * 1000
     for block in fleet.blocks(block_steps=1 if sim.realtime else 60):
