@@ -22,6 +22,25 @@ for tool in java mvn; do
   command -v $tool >/dev/null || { echo "sensorwatch needs '$tool' (Java 17+ and Maven): apt-get install openjdk-17-jdk-headless maven" >&2; exit 1; }
 done
 
+# Debian packages of the real parts the tests run beside the broker: installed when this is
+# root on a Debian-like machine, else named with the exact command
+debian_packages() {
+  local missing=()
+  while [ $# -gt 0 ]; do
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+    shift 2
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "sensorwatch needs: apt-get install ${missing[*]}" >&2; exit 1
+  fi
+}
+debian_packages prometheus-alertmanager prometheus-alertmanager
+
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   py=$(pick_python)
   [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"

@@ -16,6 +16,9 @@ MODULES = [
     "sensorwatch.training.calibrate",
     "sensorwatch.app.nab",
     "sensorwatch.core.incidents",
+    "sensorwatch.alerting.alerts",
+    "sensorwatch.alerting.silences",
+    "sensorwatch.app.cli.alert",
 ]
 
 

@@ -56,6 +56,8 @@ class TopicsConfig(_Section):
     """readings that arrived after their window closed"""
     labels: str = "sensorwatch.labels"
     """ground truth of injected anomalies (simulator)"""
+    silences: str = "sensorwatch.silences"
+    """operators' per-sensor silences (`sensorwatch alert silence`), keyed by sensor: the alert forwarder holds back their alerts"""
 
     def all(self) -> list[str]:
         return [getattr(self, name) for name in type(self).model_fields]
@@ -307,6 +309,8 @@ class TrainingConfig(_Section):
     """ocsvm: upper bound on the share of training windows treated as outliers"""
     svm_max_samples: int = Field(2000, ge=10)
     """ocsvm: training windows sampled per sensor (the SVM is quadratic in this)"""
+    device_step_channels: int = Field(0, ge=0)
+    """device models (dense_ae): each step's tag features are first projected to this many channels, one projection shared by the window's steps, and the window is encoded from those (the output mirrors it); a device's tags mostly move together, so a few channels a step carry what relates them, and the model's cost grows with the tags only in that projection. 0: the plain dense AE over every tag's features"""
     device_errors: Literal["relations", "reconstruction"] = "relations"
     """device models: relations rebuilds each tag from the other tags (a tag that stops following them shows, even inside its own range, and is named), its error relative to its error in training, the window scored by its worst tag; reconstruction rebuilds all tags at once and scores the mean error (the SKAB protocol's Conv-AE)"""
     scale_floor: float = Field(0.05, ge=0)
@@ -330,6 +334,31 @@ class TrainingConfig(_Section):
     """training seed"""
 
 
+class AlertingConfig(_Section):
+    """``sensorwatch alert``: incidents to Prometheus Alertmanager (API v2) or a JSON webhook."""
+
+    target: Literal["alertmanager", "webhook"] = "alertmanager"
+    """alertmanager: POST <url>/api/v2/alerts; webhook: POST <url> with {"version", "alerts"}"""
+    url: str = "http://127.0.0.1:9093"
+    """Alertmanager's base address, or the webhook's full address"""
+    min_severity: int = Field(0, ge=0, le=100)
+    """incidents below this severity (0-100) are not forwarded"""
+    match: dict[str, str] = {}
+    """label filters, each a shell-style pattern on one alert label ({"device": "pump-*"}): all must match"""
+    resend_s: float = Field(60.0, gt=0)
+    """firing alerts are posted again this often, each valid for 4 x resend_s (Prometheus' rule): an open incident stays firing, and one whose forwarder stopped resolves by itself"""
+    timeout_s: float = Field(10.0, gt=0, description="deadline on every HTTP request")
+    backoff_initial_s: float = Field(0.5, gt=0, description="first retry delay while the target is down, doubling")
+    backoff_max_s: float = Field(15.0, gt=0, description="longest retry delay")
+    batch_max: int = Field(500, ge=1, description="incident records per poll and per POST, at most")
+    group_id: str = "sensorwatch-alert"
+    """Kafka consumer group: offsets commit only once the target accepted the batch"""
+    dashboard_url: str = "http://127.0.0.1:8050"
+    """where alerts link to (the sensor's page of `sensorwatch ui`)"""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """serve the forwarder's counters in Prometheus' text format on this port (/metrics); unset: off"""
+
+
 class Settings(_Section):
     """Everything sensorwatch reads. See ``config/sensorwatch.yaml`` for each default."""
 
@@ -339,6 +368,7 @@ class Settings(_Section):
     job: JobConfig = JobConfig()
     serving: ServingConfig = ServingConfig()
     training: TrainingConfig = TrainingConfig()
+    alerting: AlertingConfig = AlertingConfig()
 
 
 def _suggest(key: str, choices: list[str]) -> str:

@@ -66,3 +66,28 @@ def check(extra: str) -> None:
         top = pkg.split(".")[0]
         if importlib.util.find_spec(top) is None:
             raise MissingExtra(extra, top)
+
+
+class MissingSystemPackage(RuntimeError):
+    """A program from a Debian package is not installed; the message names the apt-get command."""
+
+    def __init__(self, program: str, package: str):
+        super().__init__(f"{program} not found: apt-get install {package}")
+        self.program, self.package = program, package
+
+
+def system_program(program: str, package: str) -> str:
+    """The path of ``program`` on PATH, or :class:`MissingSystemPackage` naming ``package``.
+
+    >>> try:
+    ...     system_program("no-such-program-xyz", "no-such-package")
+    ... except MissingSystemPackage as exc:
+    ...     print(exc)
+    no-such-program-xyz not found: apt-get install no-such-package
+    """
+    import shutil
+
+    path = shutil.which(program)
+    if path is None:
+        raise MissingSystemPackage(program, package)
+    return path

@@ -1,0 +1,116 @@
+"""One incident record -> one Alertmanager alert: the labels, annotations and times, defined once.
+
+An incident *opened* is a firing alert and the same incident *closed* is that alert with its
+``endsAt``, so it resolves. The alert's identity in Alertmanager is its label set, which holds
+the incident id: a record delivered twice is the same alert twice, never a second alert.
+
+>>> rec = {"incident_id": "dev-1/temp@60000", "event": "opened", "sensor": "dev-1/temp", "device": "dev-1",
+...        "start": 60_000, "end": None, "severity": 72, "peak_score": 9.5, "threshold": 2.0,
+...        "model_name": "dev-1_temp", "model_version": 3, "learning": False,
+...        "explanation": {"feature": "mean", "kind_hint": "level_shift", "tags": None}}
+>>> a = alert_of(rec, now_ms=120_000, valid_ms=240_000, dashboard_url="http://ui")
+>>> a["labels"]["severity"], a["labels"]["tag"], a["startsAt"], a["endsAt"]
+('warning', 'temp', '1970-01-01T00:01:00.000Z', '1970-01-01T00:06:00.000Z')
+>>> closed = alert_of({**rec, "event": "closed", "end": 90_000}, now_ms=120_000, valid_ms=240_000, dashboard_url="")
+>>> closed["endsAt"]
+'1970-01-01T00:01:30.000Z'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+#: The ``alertname`` of every sensorwatch alert.
+ALERT_NAME = "SensorwatchIncident"
+
+#: Severity bands (the ``severity`` label) by the incident's 0-100 severity, highest first. An
+#: incident opens at severity 40 (a tail of 1e-4); 60 is a tail of 1e-6 and 80 one of 1e-8.
+SEVERITY_BANDS = (("critical", 80), ("warning", 60), ("info", 0))
+
+
+def severity_band(severity: float) -> str:
+    """The ``severity`` label of a 0-100 severity.
+
+    >>> [severity_band(s) for s in (40, 60, 79, 100)]
+    ['info', 'warning', 'warning', 'critical']
+    """
+    return next(name for name, floor in SEVERITY_BANDS if severity >= floor)
+
+
+def iso(ms: float) -> str:
+    """RFC 3339 in UTC with milliseconds, as Alertmanager's API takes times."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
+
+
+def tag_label(rec: dict) -> str:
+    """A sensor's tag, or a device model's two top tags (``flow,pressure``): what to look at."""
+    tags = (rec.get("explanation") or {}).get("tags")
+    if tags:
+        return ",".join(t["tag"] for t in sorted(tags, key=lambda t: -t["share"])[:2])
+    sensor = str(rec.get("sensor", ""))
+    return sensor.split("/", 1)[1] if "/" in sensor else ""
+
+
+def labels_of(rec: dict) -> dict[str, str]:
+    """The alert's labels: its identity and what routes and groups it."""
+    return {
+        "alertname": ALERT_NAME,
+        "incident_id": str(rec["incident_id"]),
+        "sensor": str(rec["sensor"]),
+        "device": str(rec.get("device") or str(rec["sensor"]).split("/", 1)[0]),
+        "tag": tag_label(rec),
+        "severity": severity_band(rec.get("severity") or 0),
+        "model": str(rec.get("model_name")),
+        "model_version": str(rec.get("model_version")),
+    }
+
+
+def summary(rec: dict) -> str:
+    why = rec.get("explanation") or {}
+    if why.get("tags"):
+        what = "driven by " + ", ".join(f"{t['tag']} {100 * t['share']:.0f}%" for t in why["tags"])
+    elif why.get("feature"):
+        what = f"{why.get('kind_hint') or 'anomaly'} in {why['feature']}"
+    else:
+        what = why.get("kind_hint") or "anomaly"
+    return f"{rec['sensor']}: severity {rec.get('severity')}, {what}"
+
+
+def alert_of(rec: dict, *, now_ms: float, valid_ms: float, dashboard_url: str) -> dict[str, Any]:
+    """The Alertmanager v2 alert (``postableAlert``) of an incident record.
+
+    An open incident's alert is valid for ``valid_ms`` from ``now_ms`` and is posted again
+    before that runs out (Prometheus does the same for its firing alerts); a closed one ends at
+    its last anomalous window, or now if that is still ahead (replayed event time)."""
+    link = f"{dashboard_url.rstrip('/')}/sensor/{quote(str(rec['sensor']), safe='')}" if dashboard_url else ""
+    alert: dict[str, Any] = {
+        "labels": labels_of(rec),
+        "annotations": {
+            "summary": summary(rec),
+            "score": f"{rec.get('peak_score')}",
+            "threshold": f"{rec.get('threshold')}",
+            "explanation": json.dumps(rec.get("explanation") or {}, sort_keys=True),
+            "dashboard": link,
+        },
+        "startsAt": iso(rec["start"]),
+    }
+    if link:
+        alert["generatorURL"] = link
+    if rec["event"] == "closed":
+        alert["endsAt"] = iso(min(rec.get("end") or now_ms, now_ms))
+    else:
+        alert["endsAt"] = iso(max(now_ms, rec["start"]) + valid_ms)
+    return alert
+
+
+def wanted(rec: dict, min_severity: int, match: dict[str, str]) -> bool:
+    """Whether an incident is forwarded at all: not a learning one, severe enough, and every
+    label filter (a shell-style pattern) matching."""
+    if rec.get("learning") or (rec.get("severity") or 0) < min_severity:
+        return False
+    labels = labels_of(rec)
+    return all(fnmatch.fnmatchcase(labels.get(k, ""), pattern) for k, pattern in match.items())

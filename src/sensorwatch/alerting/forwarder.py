@@ -1,0 +1,318 @@
+"""``sensorwatch alert``: the incidents topic to the operator's alert target, at least once.
+
+The loop: poll a batch of incident records, turn those that are new into alerts, post them
+(retrying with the one backoff policy while the target is down), and only then commit the
+batch's offsets. A forwarder that stops (or dies) before the target accepted a batch has not
+committed it, so the next one posts it again: nothing is lost. Alertmanager identifies an
+alert by its labels, which hold the incident id, so a batch posted twice is the same alerts
+twice, never new ones; and the forwarder itself skips a record of an incident whose same event
+it already posted (the job publishes at least once).
+
+It keeps the incidents it fired and that are still open, and posts them again every
+``resend_s``: Alertmanager resolves an alert whose ``endsAt`` passed, so an open incident must
+be refreshed, and one whose forwarder is gone resolves by itself. On start it rebuilds that
+state from the topic up to its committed offsets, posting nothing. Memory is bounded by the
+incidents open at once plus a fixed window of recently seen ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sensorwatch.alerting.alerts import alert_of, wanted
+from sensorwatch.alerting.silences import Silences
+from sensorwatch.alerting.targets import Target
+from sensorwatch.core.config import Settings
+from sensorwatch.core.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+#: Incident ids remembered for deduplication (closed ones are forgotten oldest first).
+SEEN_MAX = 100_000
+
+
+@dataclass
+class ForwarderStats:
+    records: int = 0  # incident records read
+    fired: int = 0  # opened incidents posted as firing alerts
+    resolved: int = 0  # closed incidents posted as resolved
+    resent: int = 0  # firing alerts posted again to keep them firing
+    duplicates: int = 0  # records of an event already posted (at-least-once upstream)
+    filtered: int = 0  # learning, below min_severity, or not matching the label filters
+    silenced: int = 0  # held back by an operator's silence
+    retries: int = 0  # posts that failed and were tried again
+    rejected: int = 0  # alerts the target refused (4xx): dead-lettered with its reason
+    batches: int = 0  # batches committed
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class _Open:
+    rec: dict
+    posted: bool  # fired at the target (not only held back by a silence)
+
+
+class AlertForwarder:
+    """Consumes the incidents topic and keeps the target's alerts equal to the open incidents."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
+        self.s, self.cfg, self.clock = settings, settings.alerting, clock
+        self.target = Target(self.cfg)
+        self.policy = RetryPolicy(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
+        self.stats = ForwarderStats()
+        self.open: dict[str, _Open] = {}
+        self.seen: OrderedDict[str, str] = OrderedDict()  # incident id -> opened | closed | filtered
+        self.silences = Silences()
+        self._last_resend = 0.0
+        self._consumer: Any = None
+        self._silence_consumer: Any = None
+        self._metrics = _Metrics(self) if self.cfg.metrics_port is not None else None
+
+    # -- set-up --------------------------------------------------------------------------------
+    def start(self) -> AlertForwarder:
+        from kafka import TopicPartition
+
+        from sensorwatch.core.kafka import consumer
+
+        k, topic = self.s.kafka, self.s.kafka.topics.incidents
+        self._consumer = consumer(
+            k, group_id=self.cfg.group_id, enable_auto_commit=False, isolation_level="read_committed"
+        )
+        parts = self._consumer.partitions_for_topic(topic) or set()
+        committed = {p: self._consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
+        committed = {p: off for p, off in committed.items() if off}
+        self._rebuild(committed)
+        self._silence_consumer = consumer(k, group_id=None, isolation_level="read_committed")
+        parts = self._silence_consumer.partitions_for_topic(k.topics.silences) or set()
+        self._silence_consumer.assign([TopicPartition(k.topics.silences, p) for p in sorted(parts)])
+        self._silence_consumer.seek_to_beginning()
+        self._read_silences(to_end=True)
+        self._consumer.subscribe([topic])
+        self._last_resend = self.clock()
+        if self._metrics is not None:
+            self._metrics.serve(self.cfg.metrics_port)
+        return self
+
+    def _rebuild(self, committed: dict[int, int]) -> None:
+        """The open incidents and seen ids as of the committed offsets, posting nothing."""
+        if not committed:
+            return
+        from kafka import TopicPartition
+
+        from sensorwatch.core.kafka import consumer
+
+        topic = self.s.kafka.topics.incidents
+        c = consumer(self.s.kafka, group_id=None, isolation_level="read_committed")
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(committed)]
+            c.assign(tps)
+            c.seek_to_beginning()
+            todo = {tp for tp in tps if committed[tp.partition] > 0}
+            deadline = time.monotonic() + 120
+            while todo and time.monotonic() < deadline:
+                for tp, msgs in c.poll(timeout_ms=500).items():
+                    for m in msgs:
+                        if m.offset < committed[tp.partition]:
+                            self._plan(json.loads(m.value), post=False)
+                todo = {tp for tp in todo if c.position(tp) < committed[tp.partition]}
+            if todo:
+                raise RuntimeError(f"could not re-read the incidents topic up to the committed offsets: {todo}")
+        finally:
+            c.close()
+        log.info("rebuilt from committed offsets %s: %d incidents open", committed, len(self.open))
+
+    def _read_silences(self, to_end: bool = False) -> None:
+        """Take the silences written since the last read; ``to_end``: every one up to the
+        topic's end now (at start, so no silence in force is missed)."""
+        c = self._silence_consumer
+        ends = c.end_offsets(list(c.assignment())) if to_end else {}
+        deadline = time.monotonic() + 60
+        while True:
+            for msgs in c.poll(timeout_ms=200 if ends else 0).values():
+                for m in msgs:
+                    self.silences.apply(json.loads(m.value))
+            ends = {tp: end for tp, end in ends.items() if c.position(tp) < end}
+            if not ends:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not read the silences topic to its end: {ends}")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, stop: Callable[[], bool]) -> ForwarderStats:
+        """Forward until ``stop()``; what was read and not accepted is left uncommitted."""
+        while not stop():
+            self.step(stop)
+        return self.stats
+
+    def step(self, stop: Callable[[], bool] = lambda: False, poll_ms: int = 500) -> bool:
+        """One poll, its alerts posted and its offsets committed (and a due resend). False when
+        ``stop()`` came while the target was down: the batch stays uncommitted, and the
+        forwarder's state is ahead of its commits, so it must be closed (the next one re-reads
+        the batch)."""
+        self._read_silences()
+        polled = self._consumer.poll(timeout_ms=poll_ms, max_records=self.cfg.batch_max)
+        records = [json.loads(m.value) for msgs in polled.values() for m in msgs]
+        self.stats.records += len(records)
+        planned: dict[str, tuple[dict, str]] = {}  # by incident id: one alert each, the latest state
+        for rec in records:
+            alert, kind = self._plan(rec, post=True)
+            if alert is not None:
+                planned[alert["labels"]["incident_id"]] = (alert, kind)
+        resend = self.clock() - self._last_resend >= self.cfg.resend_s
+        if not self._deliver([a for a, _ in planned.values()], stop):
+            return False
+        for _, kind in planned.values():
+            setattr(self.stats, kind, getattr(self.stats, kind) + 1)
+        if records:
+            self._consumer.commit()
+            self.stats.batches += 1
+        return self._resend(stop) if resend else True
+
+    def _plan(self, rec: dict, post: bool) -> tuple[dict | None, str]:
+        """Take one record into the state; (its alert, "fired" or "resolved") when ``post``
+        and it is one to post, else (None, "")."""
+        iid, event = str(rec["incident_id"]), rec["event"]
+        count = 1 if post else 0
+        prior = self.seen.get(iid)
+        if prior == "filtered":  # its opening was not forwarded: nor is the rest of it
+            self.stats.filtered += count
+            return None, ""
+        if prior == event or prior == "closed":
+            self.stats.duplicates += count
+            return None, ""
+        if event == "opened":
+            if not wanted(rec, self.cfg.min_severity, self.cfg.match):
+                self.stats.filtered += count
+                self._remember(iid, "filtered")
+                return None, ""
+            muted = self.silences.silenced(str(rec["sensor"]), self.clock() * 1000)
+            self.stats.silenced += count if muted else 0
+            self.open[iid] = _Open(rec, posted=not muted)
+            self._remember(iid, "opened")
+            return (self._alert(rec), "fired") if post and not muted else (None, "")
+        was = self.open.pop(iid, None)
+        self._remember(iid, "closed")
+        if was is None and not wanted(rec, self.cfg.min_severity, self.cfg.match):
+            self.stats.filtered += count
+            return None, ""
+        if post and (was is None or was.posted):
+            return self._alert(rec), "resolved"
+        return None, ""
+
+    def _alert(self, rec: dict) -> dict:
+        return alert_of(
+            rec,
+            now_ms=self.clock() * 1000,
+            valid_ms=4 * self.cfg.resend_s * 1000,
+            dashboard_url=self.cfg.dashboard_url,
+        )
+
+    def _remember(self, iid: str, event: str) -> None:
+        self.seen[iid] = event
+        self.seen.move_to_end(iid)
+        while len(self.seen) > SEEN_MAX:
+            old, _ = self.seen.popitem(last=False)
+            if old in self.open:  # still open: keep it (bounded by the open incidents)
+                self.seen[old] = "opened"
+                break
+
+    def _resend(self, stop: Callable[[], bool]) -> bool:
+        """Post every open, unsilenced incident again (one whose silence ended fires now)."""
+        now_ms = self.clock() * 1000
+        due = [o for o in self.open.values() if not self.silences.silenced(str(o.rec["sensor"]), now_ms)]
+        if not self._deliver([self._alert(o.rec) for o in due], stop):
+            return False
+        for o in due:
+            o.posted = True
+        self.stats.resent += len(due)
+        self._last_resend = self.clock()
+        return True
+
+    def _deliver(self, alerts: list[dict], stop: Callable[[], bool]) -> bool:
+        """Post in batches of ``batch_max``, each retried until accepted; a rejected batch is
+        dead-lettered with the target's reason. False if ``stop()`` came before acceptance."""
+        for i in range(0, len(alerts), self.cfg.batch_max):
+            chunk, attempt = alerts[i : i + self.cfg.batch_max], 0
+            while True:
+                d = self.target.post(chunk)
+                if d.outcome == "accepted":
+                    break
+                if d.outcome == "rejected":
+                    log.error("the alert target rejected %d alerts: %s (dead-lettered)", len(chunk), d.reason)
+                    self.stats.rejected += len(chunk)
+                    self._dead_letter(chunk, d.reason)
+                    break
+                self.stats.retries += 1
+                delay = self.policy.delay(attempt)
+                log.warning("alert target unavailable (%s); retry %d in %.1f s", d.reason, attempt + 1, delay)
+                if stop():
+                    return False
+                time.sleep(delay)
+                attempt += 1
+        return True
+
+    def _dead_letter(self, alerts: list[dict], reason: str) -> None:
+        from sensorwatch.core.kafka import producer
+
+        p = producer(self.s.kafka, acks="all")
+        try:
+            rec = {"source": "alert-forwarder", "reason": reason, "target": self.target.url, "payload": alerts}
+            p.send(self.s.kafka.topics.dead_letters, value=json.dumps(rec).encode()).get(timeout=30)
+        finally:
+            p.close()
+
+    def close(self) -> None:
+        for c in (self._consumer, self._silence_consumer):
+            if c is not None:
+                c.close()
+        self.target.close()
+        if self._metrics is not None:
+            self._metrics.stop()
+
+
+class _Metrics:
+    """The forwarder's counters in Prometheus' text format, on their own registry and port."""
+
+    def __init__(self, fwd: AlertForwarder):
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        self.registry = CollectorRegistry()
+        self._server: Any = None
+
+        class Collector:
+            def collect(self):
+                st = fwd.stats
+                sent = CounterMetricFamily(
+                    "sensorwatch_alerts_sent", "Alerts the target accepted, by kind", labels=["kind"]
+                )
+                for kind in ("fired", "resolved", "resent"):
+                    sent.add_metric([kind], getattr(st, kind))
+                yield sent
+                yield CounterMetricFamily("sensorwatch_alert_retries", "Posts retried", value=st.retries)
+                yield CounterMetricFamily("sensorwatch_alerts_failed", "Alerts rejected", value=st.rejected)
+                yield CounterMetricFamily("sensorwatch_alert_records", "Incident records read", value=st.records)
+                yield GaugeMetricFamily("sensorwatch_alert_open_incidents", "Open incidents", value=len(fwd.open))
+
+        self.registry.register(Collector())
+
+    def serve(self, port: int | None) -> None:
+        from prometheus_client import start_http_server
+
+        self._server, _ = start_http_server(port or 0, addr="127.0.0.1", registry=self.registry)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
