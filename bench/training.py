@@ -11,8 +11,7 @@ configured epochs. Three ways, each ending with published, registered SavedModel
 * device models, packed: as many devices of ``--device-tags`` tags (8) as there are sensors,
   each tag one of the same histories, one model per device over all its tags
   (``granularity="device"``, the relations mode); ``device_over_sensor`` is its time over
-  the packed sensor models'; ``--device-step-channels 0,2`` also times the factored device
-  model (``training.device_step_channels``), keys suffixed ``_step_channels_2``.
+  the packed sensor models'.
 
 Plots are off (they cost ~40 ms a sensor and are not training).
 
@@ -46,12 +45,6 @@ def main() -> None:
     ap.add_argument("--skip-per-sensor", action="store_true")
     ap.add_argument(
         "--device-tags", type=int, default=8, help="also train as many device models of this many tags (0: skip)"
-    )
-    ap.add_argument(
-        "--device-step-channels",
-        type=lambda v: [int(x) for x in v.split(",")],
-        default=[0],
-        help="training.device_step_channels of the device models, comma-separated to time several in one run",
     )
     args = ap.parse_args()
 
@@ -114,18 +107,15 @@ def main() -> None:
             for key, ser in devices.items():
                 ser = ser.__class__(key, ser.window_end, ser.mean, ser.stddev, ser.count)
                 devices[key] = ser
+            st = settings("devices", layout="packed")
+            t = time.time()
+            out = summary(train_fleet(devices, st, progress=False, granularity="device"))
+            sec = time.time() - t
+            assert out["trained"] == len(names), out
+            print(f"{'packed devices (' + str(k) + ' tags)':<28}{out['trained']:>6} models {sec:>9.1f} s", flush=True)
+            res["seconds_packed_devices"] = sec
             res["device_tags"] = k
-            for n, channels in enumerate(args.device_step_channels):
-                st = settings(f"devices-{channels}", layout="packed", training={"device_step_channels": channels})
-                t = time.time()
-                out = summary(train_fleet(devices, st, progress=False, granularity="device"))
-                sec = time.time() - t
-                assert out["trained"] == len(names), out
-                what = f"packed devices ({k} tags{f', {channels} ch/step' if channels else ''})"
-                print(f"{what:<28}{out['trained']:>6} models {sec:>9.1f} s", flush=True)
-                suffix = "" if n == 0 else f"_step_channels_{channels}"
-                res["seconds_packed_devices" + suffix] = sec
-                res["device_over_sensor" + suffix] = round(sec / res["seconds_packed"], 2)
+            res["device_over_sensor"] = round(sec / res["seconds_packed"], 2)
         if not args.skip_per_sensor:
             res["seconds_per_sensor_vectorised"] = timed("per-sensor, vectorised", hist, settings("chunked"))
         sample = dict(list(hist.items())[: args.sample])

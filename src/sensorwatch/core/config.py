@@ -309,8 +309,6 @@ class TrainingConfig(_Section):
     """ocsvm: upper bound on the share of training windows treated as outliers"""
     svm_max_samples: int = Field(2000, ge=10)
     """ocsvm: training windows sampled per sensor (the SVM is quadratic in this)"""
-    device_step_channels: int = Field(0, ge=0)
-    """device models (dense_ae): each step's tag features are first projected to this many channels, one projection shared by the window's steps, and the window is encoded from those (the output mirrors it); a device's tags mostly move together, so a few channels a step carry what relates them, and the model's cost grows with the tags only in that projection. 0: the plain dense AE over every tag's features"""
     device_errors: Literal["relations", "reconstruction"] = "relations"
     """device models: relations rebuilds each tag from the other tags (a tag that stops following them shows, even inside its own range, and is named), its error relative to its error in training, the window scored by its worst tag; reconstruction rebuilds all tags at once and scores the mean error (the SKAB protocol's Conv-AE)"""
     scale_floor: float = Field(0.05, ge=0)

@@ -406,48 +406,22 @@ class AutoencoderDetector(Detector):
 
 
 class DenseAE(AutoencoderDetector):
-    """Dense layers over the flattened window.
-
-    A device model (``training.device_step_channels`` k > 0) first projects each step's
-    features to k channels with one linear map shared by the window's steps, encodes the
-    [S x k] window, and maps its decoded steps back the same way. The tags of one machine
-    follow a few common causes, so k channels a step keep what relates them; and the cost of
-    the window layers no longer grows with the tag count (a dense AE over 8 tags' features
-    costs about 7x a sensor model's; factored with k = 2, about 1.6x).
-    """
-
     kind = "dense_ae"
 
-    @property
-    def _step_channels(self) -> int:
-        """k of the per-step projection (a device model), or 0: the plain dense AE."""
-        return self.cfg.device_step_channels if self._tags > 1 else 0
-
     def _build(self):
-        G, S, F, c = self.groups, self.seq_len, self.n_features, self.cfg
-        k = self._step_channels
-        d = S * (k or F)
+        G, d, c = self.groups, self.seq_len * self.n_features, self.cfg
         self.layers = [
             StackedDense(G, d, c.hidden, "relu"),
             StackedDense(G, c.hidden, c.latent),
             StackedDense(G, c.latent, c.hidden, "relu"),
             StackedDense(G, c.hidden, d),
         ]
-        if k:  # [step in, *window layers, step out]
-            self.layers = [StackedDense(G, F, k), *self.layers, StackedDense(G, k, F)]
 
     def _reconstruct(self, x, idx):
         shape = tf.shape(x)
-        layers = self.layers
-        if self._step_channels:
-            x = layers[0](x, idx)  # [..., S, k]
-            layers = layers[1:-1]
-        lead = tf.shape(x)[:-2]
-        h = tf.reshape(x, tf.concat([lead, [self.seq_len * x.shape[-1]]], 0))
-        for layer in layers:
+        h = tf.reshape(x, tf.concat([shape[:-2], [self.seq_len * self.n_features]], 0))
+        for layer in self.layers:
             h = layer(h, idx)
-        if self._step_channels:
-            h = self.layers[-1](tf.reshape(h, tf.concat([lead, [self.seq_len, self._step_channels]], 0)), idx)
         return tf.reshape(h, shape)
 
 
