@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+import requests
 
 from sensorwatch.alerting.forwarder import AlertForwarder
 from sensorwatch.alerting.silences import publish_silence, silence_record
@@ -142,6 +143,7 @@ class Running:
 
 def test_incidents_fire_and_resolve_in_alertmanager_once_each(settings, alertmanager, receiver):
     settings.alerting.url = alertmanager.url
+    settings.alerting.metrics_port = 0  # any free port
     closed_ones = incidents("dev-1/temp", [100], 200) + incidents("dev-2/rpm", [50, 120], 200)
     open_ones = incidents("dev-3/flow", [180], 200) + incidents("pump-4", [150], 170)
     learning = incidents("dev-5/temp", [30], 100, learning=True)
@@ -164,8 +166,12 @@ def test_incidents_fire_and_resolve_in_alertmanager_once_each(settings, alertman
             what=lambda: f"the resolutions notified: {sorted(set(receiver.got))}",
         )
         wait_for(lambda: run.fwd.stats.records == len(opened) + 1 + len(closed), what="every record read")
+        metrics = requests.get(f"http://127.0.0.1:{run.fwd.metrics_port}/metrics", timeout=5).text
     finally:
         run.close()
+    assert 'sensorwatch_alerts_sent_total{kind="fired"} 5.0' in metrics
+    assert 'sensorwatch_alerts_sent_total{kind="resolved"} 3.0' in metrics
+    assert "sensorwatch_alert_open_incidents 2.0" in metrics and "sensorwatch_alerts_failed_total 0.0" in metrics
     st = run.fwd.stats
     assert (st.fired, st.resolved, st.duplicates, st.rejected) == (5, 3, 1, 0)
     assert st.filtered == sum(r["learning"] for r in opened + closed) > 0

@@ -269,6 +269,11 @@ class AlertForwarder:
         finally:
             p.close()
 
+    @property
+    def metrics_port(self) -> int | None:
+        """Where ``/metrics`` is served (``alerting.metrics_port``; 0 there: the port taken)."""
+        return self._metrics.port if self._metrics is not None else None
+
     def close(self) -> None:
         for c in (self._consumer, self._silence_consumer):
             if c is not None:
