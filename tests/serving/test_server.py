@@ -192,3 +192,55 @@ def test_binds_loopback_by_default(repo):
         assert srv.target.startswith("127.0.0.1:")
     finally:
         srv.stop()
+
+
+def test_metrics_in_prometheus_format_under_tf_servings_names(repo):
+    """Requests by model, version and status with their latency, load attempts by outcome, and
+    the versions loaded, on the REST port (TF Serving's path and /metrics) of a real server."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sensorwatch.serving.server import ModelServer
+
+    srv = ModelServer(
+        repo.read_config(), port=0, config_file=repo.config_file, poll_wait_s=0.2, rest_api_port=0
+    ).start()
+    try:
+        c = ScoringClient(ServingConfig(target=srv.target), attempts=0)
+        for _ in range(3):
+            c.score("pump", _windows(), version=1)
+        with pytest.raises(grpc.RpcError):
+            c.score("no-such-model", _windows())
+        c.close()
+        (repo.model_dir("pump") / "2").mkdir()  # a broken version: a load failure (1 keeps serving)
+        (repo.model_dir("pump") / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        url = f"http://127.0.0.1:{srv.rest_api_port}"
+        deadline = time.monotonic() + 20
+        while 'status="error"' not in (text := requests.get(f"{url}/monitoring/prometheus/metrics", timeout=5).text):
+            assert time.monotonic() < deadline, "the failed load never showed"
+            time.sleep(0.2)
+        assert requests.get(f"{url}/metrics", timeout=5).status_code == 200
+    finally:
+        srv.stop()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+    def value(name, **labels):
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    assert value(":tensorflow:serving:request_count_total", model_name="pump", version="1", status="OK") == 3
+    assert (
+        value(":tensorflow:serving:request_count_total", model_name="no-such-model", version="", status="NOT_FOUND")
+        == 1
+    )
+    lat = dict(model_name="pump", version="1", API="predict", entrypoint="GRPC")
+    assert value(":tensorflow:serving:request_latency_count", **lat) == 3
+    assert value(":tensorflow:serving:request_latency_sum", **lat) > 0
+    path = str(repo.model_dir("pump"))
+    assert value(":tensorflow:cc:saved_model:load_attempt_count_total", model_path=f"{path}/1", status="success") == 1
+    assert value(":tensorflow:cc:saved_model:load_attempt_count_total", model_path=f"{path}/2", status="error") == 1
+    assert value("sensorwatch_serving_model_versions", model_name="pump", version="1", state="AVAILABLE") == 1
+    assert value("sensorwatch_serving_model_versions", model_name="pump", version="2", state="END") == 1

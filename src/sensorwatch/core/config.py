@@ -267,6 +267,8 @@ class ServingConfig(_Section):
     packed_groups: int = Field(8, ge=1, description="packed layout: sensors hash into this many models")
     device_models: str | None = None
     """devices (shell-style selectors, comma-separated: 'pump-*,press-01') scored by one multivariate model per device over all its tags; the rest of the fleet keeps one model per sensor"""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """the model server's Prometheus metrics port (tensorflow_model_server --rest_api_port; TF Serving's names, at /monitoring/prometheus/metrics and /metrics); unset: off"""
     tls_ca: Path | None = None
     """TLS to the model server: CA certificate the client trusts"""
     tls_cert: Path | None = None

@@ -38,6 +38,8 @@ def server_argv(sv: ServingConfig, given: Sequence[str] = ()) -> list[str]:
         ]
     if not _given(argv, "--file_system_poll_wait_seconds"):
         argv += ["--file_system_poll_wait_seconds", str(sv.poll_wait_s)]
+    if sv.metrics_port is not None and not _given(argv, "--rest_api_port"):
+        argv += ["--rest_api_port", str(sv.metrics_port)]
     if sv.tls_cert and sv.tls_key and not _given(argv, "--ssl_cert"):
         argv += ["--ssl_cert", str(sv.tls_cert), "--ssl_key", str(sv.tls_key)]
     return argv

@@ -94,6 +94,7 @@ class ModelManager:
         poll_wait_s: float = 2.0,
         config_poll_wait_s: float = 0.0,
         run_predict=None,
+        on_load=None,
     ):
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
@@ -103,6 +104,8 @@ class ModelManager:
         self.poll_wait_s = poll_wait_s
         self.config_poll_wait_s = config_poll_wait_s
         self._run_predict = run_predict
+        #: ``on_load(path, ok, seconds)`` after every load attempt (the server's metrics)
+        self._on_load = on_load
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.set_config(entries)
@@ -143,13 +146,16 @@ class ModelManager:
                     if v in m.versions or v in m.errors:
                         continue
                     m.states[v] = State.LOADING
+                    path, t0 = Path(m.entry.base_path) / str(v), time.monotonic()
                     try:
-                        lv = self._load(m.entry.name, v, Path(m.entry.base_path) / str(v))
+                        lv = self._load(m.entry.name, v, path)
                     except Exception as exc:  # noqa: BLE001 - a broken version must not take the server down; logged and reported
                         log.error("loading %s version %d failed: %s", m.entry.name, v, exc)
                         m.errors[v] = f"{type(exc).__name__}: {exc}"
                         m.states[v] = State.END
+                        self._loaded(path, False, t0)
                         continue
+                    self._loaded(path, True, t0)
                     with self._lock:
                         m.versions = {**m.versions, v: lv}  # swap: readers see old or new dict, whole
                         m.states[v] = State.AVAILABLE
@@ -164,6 +170,10 @@ class ModelManager:
                         m.versions = {v: lv for v, lv in m.versions.items() if v in want}
                         for v in gone:
                             log.info("model %s version %d unloaded", m.entry.name, v)
+
+    def _loaded(self, path: Path, ok: bool, t0: float) -> None:
+        if self._on_load is not None:
+            self._on_load(str(path), ok, time.monotonic() - t0)
 
     def _load(self, name: str, version: int, path: Path) -> LoadedVersion:
         module = tf.saved_model.load(str(path), tags=["serve"])
@@ -253,6 +263,11 @@ class ModelManager:
         if not states:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
         return [(v, s, errors.get(v, "")) for v, s in sorted(states.items(), reverse=True)]
+
+    def version_states(self) -> list[tuple[str, int, str]]:
+        """(model, version, state name) of every version known, for the metrics."""
+        with self._lock:
+            return [(n, v, State.Name(st)) for n, m in self._models.items() for v, st in sorted(m.states.items())]
 
     def models(self) -> dict[str, ModelEntry]:
         with self._lock:

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from sensorwatch.serving.manager import LoadedVersion, ModelManager, ServingError
+from sensorwatch.serving.metrics import METRICS_PATH, ServerMetrics
 from sensorwatch.serving.protos import pb
 from sensorwatch.serving.repository import ModelEntry, RepositoryError, parse_config_text
 from sensorwatch.serving.tensors import TensorError, dtype_name, from_tensor_proto, to_tensor_proto
@@ -83,15 +85,20 @@ def run_predict(lv: LoadedVersion, request) -> tuple[str, dict[str, np.ndarray]]
 
 
 class PredictionServicer(pb.prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, metrics: ServerMetrics):
         self.manager = manager
+        self.metrics = metrics
 
     def Predict(self, request, context):
+        t0, lv = time.perf_counter(), None
         try:
             lv = self.manager.resolve(request.model_spec)
             sig_name, outputs = run_predict(lv, request)
         except ServingError as err:
+            version = lv.version if lv is not None else None
+            self.metrics.request(request.model_spec.name, version, err.code, time.perf_counter() - t0, "predict")
             return _abort(context, err)
+        self.metrics.request(lv.name, lv.version, "OK", time.perf_counter() - t0, "predict")
         resp = pb.predict_pb2.PredictResponse()
         resp.model_spec.name = lv.name
         resp.model_spec.version.value = lv.version
@@ -175,14 +182,18 @@ class ModelServer:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         workers: int = 8,
+        rest_api_port: int | None = None,
     ):
-        self.manager = ModelManager(entries, config_file, poll_wait_s, config_poll_wait_s, run_predict=run_predict)
+        self.metrics = ServerMetrics(lambda: iter(self.manager.version_states()))
+        self.manager = ModelManager(
+            entries, config_file, poll_wait_s, config_poll_wait_s, run_predict=run_predict, on_load=self.metrics.load
+        )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict"),
             options=[("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)],
         )
         pb.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager), self.server
+            PredictionServicer(self.manager, self.metrics), self.server
         )
         pb.model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), self.server)
         address = f"{host}:{port}"
@@ -194,6 +205,8 @@ class ModelServer:
         if self.port == 0:
             raise OSError(f"could not bind {address}")
         self.host = host
+        #: TF Serving's REST port, here only for the metrics (None: off; 0: a free port once started)
+        self.rest_api_port = rest_api_port
 
     @property
     def target(self) -> str:
@@ -203,11 +216,15 @@ class ModelServer:
         self.server.start()
         self.manager.start_polling()
         log.info("model server listening on %s", self.target)
+        if self.rest_api_port is not None:
+            self.rest_api_port = self.metrics.serve(self.host, self.rest_api_port)
+            log.info("metrics at http://%s:%d%s", self.host, self.rest_api_port, METRICS_PATH)
         return self
 
     def stop(self, grace: float = 2.0) -> None:
         self.manager.stop()
         self.server.stop(grace).wait()
+        self.metrics.stop()
 
 
 def entries_from_flags(args) -> tuple[list[ModelEntry], Path | None]:
@@ -241,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl_cert", help="PEM certificate: serve over TLS")
     p.add_argument("--ssl_key", help="PEM private key for --ssl_cert")
     p.add_argument("--workers", type=int, default=8, help="request threads")
+    p.add_argument(
+        "--rest_api_port",
+        type=int,
+        default=0,
+        help=f"serve Prometheus metrics on this port at {METRICS_PATH} and /metrics (0: off, as in TF Serving)",
+    )
     return p
 
 
@@ -262,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ssl_cert,
         args.ssl_key,
         args.workers,
+        args.rest_api_port or None,
     ).start()
     print(f"serving on {server.target}", flush=True)
     done = threading.Event()
