@@ -39,7 +39,7 @@ debian_packages() {
     echo "sensorwatch needs: apt-get install ${missing[*]}" >&2; exit 1
   fi
 }
-debian_packages prometheus-alertmanager prometheus-alertmanager
+debian_packages prometheus-alertmanager prometheus-alertmanager prometheus prometheus
 
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   py=$(pick_python)

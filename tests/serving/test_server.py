@@ -231,16 +231,15 @@ def test_metrics_in_prometheus_format_under_tf_servings_names(repo):
     def value(name, **labels):
         return samples.get((name, tuple(sorted(labels.items()))))
 
-    assert value(":tensorflow:serving:request_count_total", model_name="pump", version="1", status="OK") == 3
+    assert value("tensorflow_serving_request_count_total", model_name="pump", version="1", status="OK") == 3
     assert (
-        value(":tensorflow:serving:request_count_total", model_name="no-such-model", version="", status="NOT_FOUND")
-        == 1
+        value("tensorflow_serving_request_count_total", model_name="no-such-model", version="", status="NOT_FOUND") == 1
     )
     lat = dict(model_name="pump", version="1", API="predict", entrypoint="GRPC")
-    assert value(":tensorflow:serving:request_latency_count", **lat) == 3
-    assert value(":tensorflow:serving:request_latency_sum", **lat) > 0
+    assert value("tensorflow_serving_request_latency_count", **lat) == 3
+    assert value("tensorflow_serving_request_latency_sum", **lat) > 0
     path = str(repo.model_dir("pump"))
-    assert value(":tensorflow:cc:saved_model:load_attempt_count_total", model_path=f"{path}/1", status="success") == 1
-    assert value(":tensorflow:cc:saved_model:load_attempt_count_total", model_path=f"{path}/2", status="error") == 1
+    assert value("tensorflow_cc_saved_model_load_attempt_count_total", model_path=f"{path}/1", status="success") == 1
+    assert value("tensorflow_cc_saved_model_load_attempt_count_total", model_path=f"{path}/2", status="error") == 1
     assert value("sensorwatch_serving_model_versions", model_name="pump", version="1", state="AVAILABLE") == 1
     assert value("sensorwatch_serving_model_versions", model_name="pump", version="2", state="END") == 1

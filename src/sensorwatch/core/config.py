@@ -238,6 +238,8 @@ class JobConfig(_Section):
     """Python of the Flink workers; unset: the interpreter that builds the job (its virtualenv)"""
     group_id: str = "sensorwatch-job"
     """Kafka consumer group of the job"""
+    metrics_port: str | None = None
+    """the job's metrics in Prometheus' text format through Flink's Prometheus reporter, on this port (or a range, '9250-9259', one port per task manager); for the mini-cluster the job starts; a standalone cluster sets its reporters in its own configuration. Unset: off"""
     validation: ValidationConfig = ValidationConfig()
     incidents: IncidentsConfig = IncidentsConfig()
 

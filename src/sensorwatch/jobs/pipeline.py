@@ -8,6 +8,7 @@ configuration differs.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def flink_configuration(s: Settings) -> dict[str, str]:
         "python.executable": job.python_executable or sys.executable,
         "python.client.executable": job.python_executable or sys.executable,
     }
+    if job.metrics_port is not None:
+        # Flink's own reporter, from the distribution's plugins folder (PyFlink's, or the image's)
+        conf["metrics.reporter.prom.factory.class"] = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+        conf["metrics.reporter.prom.port"] = job.metrics_port
     if job.checkpoint_dir:
         conf["execution.checkpointing.dir"] = Path(job.checkpoint_dir).resolve().as_uri()
     if job.restore_from:
@@ -52,11 +57,31 @@ def flink_configuration(s: Settings) -> dict[str, str]:
     return conf
 
 
+def reporter_on_gateway_classpath() -> None:
+    """Put Flink's Prometheus reporter on the classpath of the JVM PyFlink starts for the
+    mini-cluster, before it starts (a JVM's classpath is fixed at launch).
+
+    The mini-cluster looks its metric reporters up on its classpath only: not in the
+    distribution's plugins folder, nor in ``pipeline.jars``. The jar is the one PyFlink's wheel
+    ships in ``plugins/metrics-prometheus``, which is Flink's own at the same version. The
+    gateway launcher appends ``HADOOP_CLASSPATH`` to its classpath, the hook Flink's own
+    scripts give for extra jars. Present, the reporter does nothing unless configured
+    (``job.metrics_port``).
+    """
+    import pyflink
+
+    plugin = sorted((Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus").glob("*.jar"))
+    have = os.environ.get("HADOOP_CLASSPATH", "")
+    if plugin and str(plugin[-1]) not in have.split(os.pathsep):
+        os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(p for p in (have, str(plugin[-1])) if p)
+
+
 def _table_env(s: Settings, extra_conf: dict[str, str] | None = None):
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     fetch()
+    reporter_on_gateway_classpath()
     conf = Configuration()
     for k, v in {**flink_configuration(s), **(extra_conf or {})}.items():
         conf.set_string(k, v)

@@ -3,8 +3,10 @@
 tensorflow_model_server exports (with ``--rest_api_port`` and a monitoring config) a request
 count by model and status, a request latency histogram in microseconds by model, API and
 entry point, and SavedModel load attempts and load latency by path. The local server uses the
-same names and labels, adding ``version`` where a request is served, so one Prometheus query
-reads either server; prometheus_client writes counters with OpenMetrics' ``_total`` suffix.
+same names and labels, adding ``version`` where a request is served, with the colons as
+underscores (TF Serving writes ``:tensorflow:serving:request_count``; a leading colon is not a
+name PromQL can select plainly, and colons are reserved for recording rules), and counters end
+in ``_total`` as prometheus_client writes them.
 What TF Serving has no name for is ``sensorwatch_serving_*``: the versions loaded now, by state.
 
 Served on the REST port at TF Serving's path ``/monitoring/prometheus/metrics`` and at
@@ -33,26 +35,26 @@ class ServerMetrics:
         """``versions()`` yields (model, version, state) of every version the server knows now."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            ":tensorflow:serving:request_count",
+            "tensorflow_serving_request_count",
             "Predict and metadata requests by model, version and gRPC status",
             ["model_name", "version", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            ":tensorflow:serving:request_latency",
+            "tensorflow_serving_request_latency",
             "Request latency in microseconds, by model, version, API and entry point",
             ["model_name", "version", "API", "entrypoint"],
             buckets=LATENCY_BUCKETS_US,
             registry=self.registry,
         )
         self.load_attempts = Counter(
-            ":tensorflow:cc:saved_model:load_attempt_count",
+            "tensorflow_cc_saved_model_load_attempt_count",
             "SavedModel loads by path and outcome",
             ["model_path", "status"],
             registry=self.registry,
         )
         self.load_latency = Counter(
-            ":tensorflow:cc:saved_model:load_latency",
+            "tensorflow_cc_saved_model_load_latency",
             "Microseconds spent loading SavedModels (warm-up included), by path",
             ["model_path"],
             registry=self.registry,

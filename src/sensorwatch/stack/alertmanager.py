@@ -8,16 +8,11 @@ one work folder. Used by the tests and by anyone who wants a local Alertmanager 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
 from pathlib import Path
 
 import requests
 
-from sensorwatch.core.optional import system_program
-
-PROGRAM, PACKAGE = "prometheus-alertmanager", "prometheus-alertmanager"
+from sensorwatch.stack.service import LoopbackService
 
 
 def webhook_config(url: str, group_wait: str = "1s", group_interval: str = "1s") -> dict:
@@ -35,61 +30,22 @@ def webhook_config(url: str, group_wait: str = "1s", group_interval: str = "1s")
     }
 
 
-class AlertmanagerProcess:
-    """``prometheus-alertmanager`` with a config (a dict, written as YAML-compatible JSON)."""
+class AlertmanagerProcess(LoopbackService):
+    """``prometheus-alertmanager`` with a configuration (a dict)."""
 
-    def __init__(self, work_dir: Path, port: int, config: dict):
-        self.work = Path(work_dir)
-        self.port, self.config = port, config
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
+    program = package = "prometheus-alertmanager"
 
-    def start(self, timeout_s: float = 30.0) -> AlertmanagerProcess:
-        program = system_program(PROGRAM, PACKAGE)
-        self.work.mkdir(parents=True, exist_ok=True)
-        cfg = self.work / "alertmanager.yml"
-        cfg.write_text(json.dumps(self.config, indent=2))  # JSON is YAML
-        log = open(self.work / "alertmanager.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                program,
-                f"--config.file={cfg}",
-                f"--storage.path={self.work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",  # a single instance: no gossip port
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited with {self.proc.returncode}; see {self.work}/alertmanager.log")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"alertmanager not ready on {self.url} after {timeout_s} s")
+    def flags(self, config_file: Path) -> list[str]:
+        return [
+            f"--config.file={config_file}",
+            f"--storage.path={self.work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",  # a single instance: no gossip port
+            "--log.level=warn",
+        ]
 
     def alerts(self, **filters: str) -> list[dict]:
         """The alerts it holds now (API v2 ``GET /alerts``): firing (active, silenced or inhibited)."""
         r = requests.get(f"{self.url}/api/v2/alerts", params=filters, timeout=10)
         r.raise_for_status()
         return r.json()
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM (it writes its silences and notification log), SIGKILL if it will not go."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
