@@ -89,12 +89,12 @@ class AlertForwarder:
         parts = self._consumer.partitions_for_topic(topic) or set()
         committed = {p: self._consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
         committed = {p: off for p, off in committed.items() if off}
-        self._rebuild(committed)
         self._silence_consumer = consumer(k, group_id=None, isolation_level="read_committed")
         parts = self._silence_consumer.partitions_for_topic(k.topics.silences) or set()
         self._silence_consumer.assign([TopicPartition(k.topics.silences, p) for p in sorted(parts)])
         self._silence_consumer.seek_to_beginning()
-        self._read_silences(to_end=True)
+        self._read_silences(to_end=True)  # first: the rebuild marks silenced incidents as not posted
+        self._rebuild(committed)
         self._consumer.subscribe([topic])
         self._last_resend = self.clock()
         if self._metrics is not None:
