@@ -20,6 +20,14 @@ from sensorwatch.stack.topics import ensure_topics
 REAL_PART_FIXTURES = frozenset({"kafka_stack", "settings", "world", "repo", "server"})
 
 
+def pytest_configure(config) -> None:
+    # before any test starts PyFlink's JVM (its classpath is fixed then): the mini-cluster's
+    # Prometheus reporter, which the product puts there before its own first job
+    from sensorwatch.jobs.pipeline import reporter_on_gateway_classpath
+
+    reporter_on_gateway_classpath()
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if REAL_PART_FIXTURES & set(getattr(item, "fixturenames", ())):
