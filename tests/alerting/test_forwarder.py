@@ -259,3 +259,36 @@ def test_the_command_line_silences_and_forwards_to_a_webhook(settings, receiver,
     iid = next(iter(ids(a)))
     assert receiver.count(iid, "resolved") == 1 and receiver.count(iid, "firing") == 0  # one batch: its latest state
     assert not {i for i, _ in receiver.got} & ids(muted)
+
+
+def test_a_batch_the_target_rejects_is_dead_lettered_with_its_reason(settings):
+    """A 4xx other than 429 says the batch itself is wrong: it goes to the dead letters, in the
+    dead-letter contract, with the target's answer, and the forwarder goes on (nothing blocks)."""
+    from sensorwatch.app.local import consume
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(b"bad alert: labels invalid")
+
+        def log_message(self, *args):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    settings.alerting.target, settings.alerting.url = "webhook", f"http://127.0.0.1:{http.server_port}/in"
+    opened = [r for r in incidents("dev-1/temp", [100], 200) if r["event"] == "opened"]
+    publish(settings, opened)
+    run = Running(settings)
+    try:
+        wait_for(lambda: run.fwd.stats.rejected == 1 and run.fwd.stats.batches == 1, what="the rejection")
+        assert run.fwd.stats.retries == 0 and run.fwd.stats.fired == 1
+    finally:
+        run.close()
+        http.shutdown()
+    (dead,) = consume(settings, settings.kafka.topics.dead_letters, lambda recs: len(recs) >= 1, 30)
+    assert "HTTP 400" in dead["reason"] and "labels invalid" in dead["reason"]
+    assert dead["topic"] == settings.kafka.topics.incidents and not dead["payload_truncated"]
+    assert json.loads(dead["payload"])[0]["labels"]["incident_id"] == opened[0]["incident_id"]

@@ -24,6 +24,8 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from sensorwatch.core.incidents import explanation_phrase
+
 #: The ``alertname`` of every sensorwatch alert.
 ALERT_NAME = "SensorwatchIncident"
 
@@ -70,14 +72,7 @@ def labels_of(rec: dict) -> dict[str, str]:
 
 
 def summary(rec: dict) -> str:
-    why = rec.get("explanation") or {}
-    if why.get("tags"):
-        what = "driven by " + ", ".join(f"{t['tag']} {100 * t['share']:.0f}%" for t in why["tags"])
-    elif why.get("feature"):
-        what = f"{why.get('kind_hint') or 'anomaly'} in {why['feature']}"
-    else:
-        what = why.get("kind_hint") or "anomaly"
-    return f"{rec['sensor']}: severity {rec.get('severity')}, {what}"
+    return f"{rec['sensor']}: severity {rec.get('severity')}, {explanation_phrase(rec.get('explanation'))}"
 
 
 def alert_of(rec: dict, *, now_ms: float, valid_ms: float, dashboard_url: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from sensorwatch.alerting.alerts import alert_of, wanted
 from sensorwatch.alerting.silences import Silences
 from sensorwatch.alerting.targets import Target
 from sensorwatch.core.config import Settings
+from sensorwatch.core.contracts import dead_letter_record
 from sensorwatch.core.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -112,19 +113,15 @@ class AlertForwarder:
         topic = self.s.kafka.topics.incidents
         c = consumer(self.s.kafka, group_id=None, isolation_level="read_committed")
         try:
-            tps = [TopicPartition(topic, p) for p in sorted(committed)]
-            c.assign(tps)
+            upto = {TopicPartition(topic, p): off for p, off in committed.items()}
+            c.assign(list(upto))
             c.seek_to_beginning()
-            todo = {tp for tp in tps if committed[tp.partition] > 0}
-            deadline = time.monotonic() + 120
-            while todo and time.monotonic() < deadline:
-                for tp, msgs in c.poll(timeout_ms=500).items():
-                    for m in msgs:
-                        if m.offset < committed[tp.partition]:
-                            self._plan(json.loads(m.value), post=False)
-                todo = {tp for tp in todo if c.position(tp) < committed[tp.partition]}
-            if todo:
-                raise RuntimeError(f"could not re-read the incidents topic up to the committed offsets: {todo}")
+
+            def take(m) -> None:  # what lies past the commit, the group consumer reads and posts
+                if m.offset < committed[m.partition]:
+                    self._plan(json.loads(m.value), post=False)
+
+            _read_until(c, upto, take, "the committed offsets")
         finally:
             c.close()
         log.info("rebuilt from committed offsets %s: %d incidents open", committed, len(self.open))
@@ -133,17 +130,15 @@ class AlertForwarder:
         """Take the silences written since the last read; ``to_end``: every one up to the
         topic's end now (at start, so no silence in force is missed)."""
         c = self._silence_consumer
-        ends = c.end_offsets(list(c.assignment())) if to_end else {}
-        deadline = time.monotonic() + 60
-        while True:
-            for msgs in c.poll(timeout_ms=200 if ends else 0).values():
-                for m in msgs:
-                    self.silences.apply(json.loads(m.value))
-            ends = {tp: end for tp, end in ends.items() if c.position(tp) < end}
-            if not ends:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not read the silences topic to its end: {ends}")
+
+        def take(m) -> None:
+            self.silences.apply(json.loads(m.value))
+
+        if to_end:
+            _read_until(c, c.end_offsets(list(c.assignment())), take, "the silences topic's end")
+        for msgs in c.poll(timeout_ms=0).values():
+            for m in msgs:
+                take(m)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> ForwarderStats:
@@ -262,9 +257,17 @@ class AlertForwarder:
     def _dead_letter(self, alerts: list[dict], reason: str) -> None:
         from sensorwatch.core.kafka import producer
 
+        rec = dead_letter_record(
+            f"alert target {self.target.url} rejected the batch: {reason}",
+            json.dumps(alerts),
+            self.s.kafka.topics.incidents,
+            None,  # a batch spans many records: its alerts carry their incident ids
+            None,
+            None,
+            self.s.job.validation.dead_letter_payload_chars,
+        )
         p = producer(self.s.kafka, acks="all")
         try:
-            rec = {"source": "alert-forwarder", "reason": reason, "target": self.target.url, "payload": alerts}
             p.send(self.s.kafka.topics.dead_letters, value=json.dumps(rec).encode()).get(timeout=30)
         finally:
             p.close()
@@ -281,6 +284,20 @@ class AlertForwarder:
         self.target.close()
         if self._metrics is not None:
             self._metrics.stop()
+
+
+def _read_until(c, upto: dict, take: Callable[[Any], None], what: str, timeout_s: float = 120.0) -> None:
+    """Poll the assigned consumer ``c``, handing ``take`` every message polled, until each
+    partition's position reached its offset in ``upto``."""
+    todo = {tp: off for tp, off in upto.items() if c.position(tp) < off}
+    deadline = time.monotonic() + timeout_s
+    while todo:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not read up to {what}: {todo}")
+        for msgs in c.poll(timeout_ms=200).values():
+            for m in msgs:
+                take(m)
+        todo = {tp: off for tp, off in todo.items() if c.position(tp) < off}
 
 
 class _Metrics:

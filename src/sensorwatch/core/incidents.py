@@ -295,3 +295,22 @@ class IncidentTracker:
             self.peak_end,
             self.peak_explanation,
         )
+
+
+def explanation_phrase(why: dict | None) -> str:
+    """What drove an incident, in words, from its record's ``explanation``: a device model's
+    tags by share, else the kind hint and the feature. One phrasing for every place an operator
+    reads it (``sensorwatch tail``, the demo, the alert's summary).
+
+    >>> explanation_phrase({"kind_hint": "dropout", "feature": "count"})
+    'dropout in count'
+    >>> explanation_phrase({"tags": [{"tag": "flow", "share": 0.7}, {"tag": "power", "share": 0.3}]})
+    'driven by flow 70%, power 30%'
+    >>> explanation_phrase(None)
+    'no kind hint'
+    """
+    why = why or {}
+    if why.get("tags"):
+        return "driven by " + ", ".join(f"{t['tag']} {100 * t['share']:.0f}%" for t in why["tags"])
+    hint = why.get("kind_hint") or "no kind hint"
+    return f"{hint} in {why['feature']}" if why.get("feature") else hint

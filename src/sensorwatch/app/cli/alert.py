@@ -57,18 +57,14 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
     from sensorwatch.alerting.silences import publish_silence, silence_record
 
     if args.sensor is None:
+        from sensorwatch.alerting.alerts import iso
         from sensorwatch.alerting.silences import Silences
         from sensorwatch.app.local import consume
 
         sil = Silences()
         for rec in consume(settings, settings.kafka.topics.silences, lambda _r: False, args.read_s):
             sil.apply(rec)
-        print_json(
-            {
-                p: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(u / 1000))
-                for p, u in sil.active(time.time() * 1000).items()
-            }
-        )
+        print_json({p: iso(u) for p, u in sil.active(time.time() * 1000).items()})
         return 0
     rec = silence_record(args.sensor, 0 if args.lift else args.duration, args.comment)
     publish_silence(settings.kafka, rec)

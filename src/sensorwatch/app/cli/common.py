@@ -8,6 +8,8 @@ import typing
 
 from pydantic import BaseModel
 
+from sensorwatch.core.incidents import explanation_phrase
+
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
@@ -27,11 +29,7 @@ def incident_line(rec: dict) -> str:
     def hms(ms: int | None) -> str:
         return "-" if ms is None else time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
 
-    why = rec.get("explanation") or {}
-    hint = why.get("kind_hint") or "no kind hint"
-    what = f"{hint} in {why.get('feature')}" if why.get("feature") else hint
-    if why.get("tags"):  # a device model's: the tags that drove it
-        what = "driven by " + ", ".join(f"{t['tag']} {100 * t['share']:.0f}%" for t in why["tags"])
+    what = explanation_phrase(rec.get("explanation"))
     span = f"since {hms(rec['start'])}" if rec["event"] == "opened" else f"{hms(rec['start'])} to {hms(rec['end'])}"
     learning = " [learning: not alerted]" if rec.get("learning") else ""
     return (
