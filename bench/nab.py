@@ -122,7 +122,7 @@ def replay(s: Settings, series: list[Series]) -> int:
 
 def seeds(s: Settings) -> dict[str, tuple[float, float, float]]:
     """Sensor -> its model's incident seed, from the reports in the model repository."""
-    from sensorwatch.training.export import read_report
+    from sensorwatch.serving.repository import read_report
 
     out = {}
     for version in Path(s.serving.model_base_path).glob("*/*/"):

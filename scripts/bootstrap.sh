@@ -39,7 +39,8 @@ debian_packages() {
     echo "sensorwatch needs: apt-get install ${missing[*]}" >&2; exit 1
   fi
 }
-debian_packages prometheus-alertmanager prometheus-alertmanager prometheus prometheus
+debian_packages prometheus-alertmanager prometheus-alertmanager prometheus prometheus \
+  chromium chromium chromedriver chromium-driver
 
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   py=$(pick_python)

@@ -23,40 +23,17 @@ from sensorwatch.core.incidents import IncidentTracker
 from sensorwatch.core.kafka import producer
 from sensorwatch.stack.alertmanager import AlertmanagerProcess, webhook_config
 from sensorwatch.stack.kafka_broker import free_port
+from webhook import Receiver
 
 pytestmark = pytest.mark.integration
 W = 5000
-
-
-class Receiver:
-    """A webhook that keeps every alert Alertmanager notifies: (incident id, firing|resolved)."""
-
-    def __init__(self):
-        got = self.got = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                got.extend((a["labels"]["incident_id"], a["status"]) for a in body["alerts"])
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_port}/hook"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def count(self, iid: str, status: str) -> int:
-        return self.got.count((iid, status))
 
 
 @pytest.fixture
 def receiver():
     r = Receiver()
     yield r
-    r.http.shutdown()
+    r.close()
 
 
 @pytest.fixture
@@ -292,3 +269,51 @@ def test_a_batch_the_target_rejects_is_dead_lettered_with_its_reason(settings):
     assert "HTTP 400" in dead["reason"] and "labels invalid" in dead["reason"]
     assert dead["topic"] == settings.kafka.topics.incidents and not dead["payload_truncated"]
     assert json.loads(dead["payload"])[0]["labels"]["incident_id"] == opened[0]["incident_id"]
+
+
+def test_a_record_that_is_not_an_incident_is_dead_lettered_and_blocks_nothing(settings, receiver, alertmanager):
+    """Garbage on the incidents topic (not JSON, or JSON without an incident's fields) goes to
+    the dead letters with its reason and its address; the incidents around it are alerted."""
+    from sensorwatch.app.local import consume
+
+    settings.alerting.url = alertmanager.url
+    opened = [r for r in incidents("dev-2/temp", [100], 200) if r["event"] == "opened"]
+    p = producer(settings.kafka, acks="all")
+    # one key: one partition, so their order and offsets are known
+    p.send(settings.kafka.topics.incidents, key=b"junk", value=b"{not json")
+    p.send(settings.kafka.topics.incidents, key=b"junk", value=json.dumps({"hello": 1}).encode())
+    p.flush(30)
+    p.close()
+    publish(settings, opened)
+    run = Running(settings)
+    try:
+        wait_for(lambda: run.fwd.stats.fired == 1, what=lambda: run.fwd.stats)
+        assert run.fwd.stats.unreadable == 2 and run.fwd.stats.records == 1
+    finally:
+        run.close()
+    dead = consume(settings, settings.kafka.topics.dead_letters, lambda recs: len(recs) >= 2, 30)
+    dead.sort(key=lambda d: d["offset"])  # the dead-letter topic's partitions interleave them
+    assert [d["payload"] for d in dead] == ["{not json", '{"hello": 1}']
+    assert "JSONDecodeError" in dead[0]["reason"]
+    assert "missing ['incident_id', 'event', 'sensor']" in dead[1]["reason"]
+    assert [d["offset"] for d in dead] == [0, 1] and all(d["topic"] == settings.kafka.topics.incidents for d in dead)
+    wait_for(lambda: ids(opened) <= firing(alertmanager), what="the incident after the garbage firing")
+
+
+def test_an_incident_that_grew_worse_resolves_the_alert_it_fired(settings, receiver, alertmanager):
+    """The closed record carries the incident's highest severity, here a band above the one it
+    opened with: the alert keeps its opening labels, so the close resolves that very alert
+    instead of making a second one (the first would stay firing; the demo's test caught it)."""
+    settings.alerting.url = alertmanager.url
+    opened = next(r for r in incidents("dev-3/temp", [100], 200) if r["event"] == "opened")
+    opened = {**opened, "severity": 50}
+    publish(settings, [opened])
+    run = Running(settings)
+    try:
+        wait_for(lambda: receiver.count(opened["incident_id"], "firing") == 1, what="the firing notification")
+        publish(settings, [{**opened, "event": "closed", "end": opened["start"] + W, "severity": 95}])
+        wait_for(lambda: receiver.count(opened["incident_id"], "resolved") == 1, what="the resolution")
+        assert firing(alertmanager) == set()
+    finally:
+        run.close()
+    assert receiver.got == [(opened["incident_id"], "firing"), (opened["incident_id"], "resolved")]

@@ -19,6 +19,10 @@ MODULES = [
     "sensorwatch.alerting.alerts",
     "sensorwatch.alerting.silences",
     "sensorwatch.app.cli.alert",
+    "sensorwatch.dashboard.store",
+    "sensorwatch.dashboard.chart",
+    "sensorwatch.dashboard.app",
+    "sensorwatch.serving.server",
 ]
 
 

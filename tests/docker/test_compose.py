@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sensorwatch.core.config import Settings, load_settings
 
@@ -23,7 +24,18 @@ pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
-PINNED_TAG = re.compile(r"^[\w./-]+:(\d+\.\d+(\.\d+)?)([-\w.]*)$")
+PINNED_TAG = re.compile(r"^[\w./-]+:v?(\d+\.\d+(\.\d+)?)([-\w.]*)$")
+#: The official images the cluster runs besides its own two.
+OFFICIAL = {"apache/kafka", "tensorflow/serving", "prom/prometheus", "prom/alertmanager", "grafana/grafana"}
+#: The services that run the sensorwatch image, and the command each runs.
+OURS = {
+    "topics-init": "topics",
+    "trainer": "train",
+    "simulator": "simulate",
+    "anomaly-consumer": "tail",
+    "alert-forwarder": "alert",
+    "dashboard": "ui",
+}
 
 
 def compose_binary() -> Path:
@@ -143,6 +155,11 @@ def test_services_of_the_design():
         "simulator",
         "job-submitter",
         "anomaly-consumer",
+        "alert-forwarder",
+        "dashboard",
+        "alertmanager",
+        "prometheus",
+        "grafana",
     }
 
 
@@ -154,9 +171,7 @@ def test_every_image_is_pinned_and_official_where_not_ours():
             assert image.endswith(f":{version}"), f"{name}: built image {image} not tagged with the project version"
         else:
             assert PINNED_TAG.match(image), f"{name}: {image} is not pinned to a version"
-            assert image.split(":")[0] in {"apache/kafka", "tensorflow/serving"}, (
-                f"{name}: {image} is not an official image"
-            )
+            assert image.split(":")[0] in OFFICIAL, f"{name}: {image} is not an official image"
     for df in DOCKERFILES:
         for st in stages(df):
             base = st["image"]
@@ -274,6 +289,104 @@ def test_tensorflow_serving_flags_are_the_local_servers_and_match_the_configurat
     assert f"{port}:{port}" in {f"{p.get('published')}:{p['target']}" for p in svc["ports"]}
 
 
+# --------------------------------------------------------------------------- the operator's side
+def config_file(name: str) -> Path:
+    """The file on this machine behind a top-level ``configs`` entry."""
+    return Path(resolved()["configs"][name]["file"])
+
+
+def mounted(service: str) -> dict[str, Path]:
+    """Where a service sees each of its config files: {target path: the file here}."""
+    return {c["target"]: config_file(c["source"]) for c in services()[service].get("configs") or []}
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    from sensorwatch.core.optional import system_program
+
+    tool = system_program("promtool", "prometheus")
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_every_config_file_exists_and_a_service_mounts_it():
+    for name in resolved()["configs"]:
+        assert config_file(name).is_file(), name
+    used = {c["source"] for svc in services().values() for c in svc.get("configs") or []}
+    assert used == set(resolved()["configs"])
+
+
+def test_prometheus_scrapes_each_service_on_the_port_it_serves_metrics_on(tmp_path):
+    from sensorwatch.serving.server import build_parser, prometheus_enabled
+
+    files = mounted("prometheus")
+    prom = yaml.safe_load(files["/etc/prometheus/prometheus.yml"].read_text())
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    # the job: Flink's Prometheus reporter on every job manager and task manager (a scaled
+    # service's replicas all answer its name in Docker's DNS)
+    sd = jobs["flink"]["dns_sd_configs"][0]
+    for name in ("jobmanager", "taskmanager"):
+        props = services()[name]["environment"]["FLINK_PROPERTIES"]
+        assert "org.apache.flink.metrics.prometheus.PrometheusReporterFactory" in props
+        port = int(re.search(r"metrics\.reporter\.prom\.port: (\d+)", props).group(1))
+        assert name in sd["names"] and sd["port"] == port
+    # the model server: its REST port, with the monitoring config turning the endpoint on at the scraped path
+    flags = build_parser().parse_args(services()["serving"]["command"])
+    assert jobs["serving"]["static_configs"][0]["targets"] == [f"serving:{flags.rest_api_port}"]
+    monitoring = mounted("serving")[flags.monitoring_config_file].read_text()
+    assert prometheus_enabled(monitoring) and f'path: "{jobs["serving"]["metrics_path"]}"' in monitoring
+    # the alert forwarder: its alerting.metrics_port; it posts to the Alertmanager Prometheus alerts too
+    fwd = service_settings("alert-forwarder")
+    assert jobs["alert-forwarder"]["static_configs"][0]["targets"] == [f"alert-forwarder:{fwd.alerting.metrics_port}"]
+    am_port = {p["target"] for p in services()["alertmanager"]["ports"]}
+    assert fwd.alerting.url == f"http://alertmanager:{am_port.pop()}"
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [fwd.alerting.url.split("//")[1]]
+    # Prometheus' own tool accepts the configuration and the rules, read where the service mounts them
+    assert prom["rule_files"] == ["/etc/prometheus/rules.yml"]
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump({**prom, "rule_files": [str(files["/etc/prometheus/rules.yml"])]}))
+    r = promtool("check", "config", str(local))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_alertmanager_configuration_passes_amtool():
+    from sensorwatch.core.optional import system_program
+
+    files = mounted("alertmanager")
+    flag = next(a for a in services()["alertmanager"]["command"] if a.startswith("--config.file="))
+    path = files[flag.split("=", 1)[1]]
+    amtool = system_program("amtool", "prometheus-alertmanager")
+    r = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_grafana_provisions_prometheus_and_a_dashboard_whose_queries_parse(tmp_path):
+    files = mounted("grafana")
+    ds = yaml.safe_load(files["/etc/grafana/provisioning/datasources/sensorwatch.yml"].read_text())["datasources"][0]
+    prom_port = next(p["target"] for p in services()["prometheus"]["ports"])
+    assert ds["type"] == "prometheus" and ds["url"] == f"http://prometheus:{prom_port}"
+    provider = yaml.safe_load(files["/etc/grafana/provisioning/dashboards/sensorwatch.yml"].read_text())["providers"][0]
+    dashboards = {t: f for t, f in files.items() if t.startswith(provider["options"]["path"] + "/")}
+    assert dashboards, "the provider's folder holds the dashboard"
+    exprs = [
+        t["expr"]
+        for f in dashboards.values()
+        for panel in json.loads(f.read_text())["panels"]
+        for t in panel["targets"]
+        if panel["datasource"]["uid"] == ds["uid"]
+    ]
+    assert len(exprs) >= 8
+    # every query parses as PromQL: promtool checks them as recording rules
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"q{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    f = tmp_path / "rules.yml"
+    f.write_text(yaml.safe_dump(rules))
+    r = promtool("check", "rules", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the job's panels read the metrics its scorer and parser publish (README, "Metrics")
+    job_metrics = set(re.findall(r"flink_taskmanager_job_task_operator_sensorwatch_(\w+?)(?:\[|\b)", " ".join(exprs)))
+    readme = (REPO / "README.md").read_text()
+    for name in job_metrics - {"score_latency_le_"}:
+        assert f"`{name}`" in readme, name
+
+
 def test_trainer_and_serving_share_the_model_volume_at_the_configured_base_path():
     s = service_settings("trainer")
     mounts = {name: {v["source"]: v["target"] for v in services()[name]["volumes"]} for name in ("trainer", "serving")}
@@ -286,15 +399,15 @@ def test_sensorwatch_service_commands_parse_with_the_cli():
     from sensorwatch.app.cli import build_parser
 
     ours = [n for n, svc in services().items() if svc["image"].startswith("sensorwatch:")]
-    assert set(ours) == {"topics-init", "trainer", "simulator", "anomaly-consumer"}
+    assert set(ours) == set(OURS)
     for name in ours:
         args = build_parser().parse_args(services()[name]["command"])
-        assert args.command in {"topics", "train", "simulate", "tail"}, name
+        assert args.command == OURS[name], name
 
 
 # --------------------------------------------------------------------------- the job's configuration
 def test_every_service_loads_the_same_configuration_type():
-    for name in ("topics-init", "trainer", "simulator", "anomaly-consumer"):
+    for name in OURS:
         s = service_settings(name)
         assert isinstance(s, Settings)
         host, port = s.kafka.bootstrap_servers.split(":")

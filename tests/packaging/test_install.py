@@ -53,6 +53,11 @@ def test_the_wheel_installs_only_the_sensorwatch_import_name(wheel, tmp_path):
     assert tops == {"sensorwatch", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}, tops
     assert "sensorwatch/jobs/anomaly_job.py" in names and "sensorwatch/app/cli/__init__.py" in names
     assert "sensorwatch/py.typed" in names
+    # the dashboard's templates and assets ship with it
+    here = Path(__file__).resolve().parents[2] / "src"
+    for sub in ("dashboard/templates", "dashboard/static"):
+        for f in (here / "sensorwatch" / sub).iterdir():
+            assert f"sensorwatch/{sub}/{f.name}" in names, f.name
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

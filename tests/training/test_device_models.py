@@ -14,10 +14,9 @@ from trainhelpers import START, history, train_settings
 from sensorwatch.core.config import ServingConfig
 from sensorwatch.core.windows import device_sequences, device_series
 from sensorwatch.serving.client import ScoringClient, device_inputs, parse_response
-from sensorwatch.serving.repository import ModelRepository
+from sensorwatch.serving.repository import ModelRepository, read_report
 from sensorwatch.serving.server import ModelServer
 from sensorwatch.training.detectors import make_detector
-from sensorwatch.training.export import read_report
 from sensorwatch.training.trainer import split_granularity, train_fleet
 
 pytestmark = pytest.mark.integration  # the real model server

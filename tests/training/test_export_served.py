@@ -12,9 +12,8 @@ from trainhelpers import history, train_settings
 from sensorwatch.core.config import ServingConfig
 from sensorwatch.core.windows import sequences
 from sensorwatch.serving.client import ScoringClient
-from sensorwatch.serving.repository import ModelRepository
+from sensorwatch.serving.repository import ModelRepository, read_report
 from sensorwatch.serving.server import ModelServer
-from sensorwatch.training.export import read_report
 from sensorwatch.training.trainer import train_fleet
 
 pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml

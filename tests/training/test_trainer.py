@@ -9,9 +9,8 @@ import pytest
 from trainhelpers import history, train_settings
 
 from sensorwatch.core.windows import SensorSeries
-from sensorwatch.serving.repository import ModelRepository
+from sensorwatch.serving.repository import ModelRepository, read_report
 from sensorwatch.simulate.history import label_intervals
-from sensorwatch.training.export import read_report
 from sensorwatch.training.trainer import summary, train_fleet
 
 pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml

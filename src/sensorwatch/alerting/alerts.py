@@ -2,7 +2,10 @@
 
 An incident *opened* is a firing alert and the same incident *closed* is that alert with its
 ``endsAt``, so it resolves. The alert's identity in Alertmanager is its label set, which holds
-the incident id: a record delivered twice is the same alert twice, never a second alert.
+the incident id: a record delivered twice is the same alert twice, never a second alert. The
+labels are always those of the *opened* record: the closed one can carry a higher severity (the
+highest so far) or other top tags, and labels that changed would make it a second alert, leaving
+the first firing until it timed out; what changed goes into the annotations.
 
 >>> rec = {"incident_id": "dev-1/temp@60000", "event": "opened", "sensor": "dev-1/temp", "device": "dev-1",
 ...        "start": 60_000, "end": None, "severity": 72, "peak_score": 9.5, "threshold": 2.0,
@@ -11,9 +14,10 @@ the incident id: a record delivered twice is the same alert twice, never a secon
 >>> a = alert_of(rec, now_ms=120_000, valid_ms=240_000, dashboard_url="http://ui")
 >>> a["labels"]["severity"], a["labels"]["tag"], a["startsAt"], a["endsAt"]
 ('warning', 'temp', '1970-01-01T00:01:00.000Z', '1970-01-01T00:06:00.000Z')
->>> closed = alert_of({**rec, "event": "closed", "end": 90_000}, now_ms=120_000, valid_ms=240_000, dashboard_url="")
->>> closed["endsAt"]
-'1970-01-01T00:01:30.000Z'
+>>> worse = {**rec, "event": "closed", "end": 90_000, "severity": 95}
+>>> closed = alert_of(worse, now_ms=120_000, valid_ms=240_000, dashboard_url="", opened=rec)
+>>> closed["endsAt"], closed["labels"] == a["labels"], closed["annotations"]["summary"][:25]
+('1970-01-01T00:01:30.000Z', True, 'dev-1/temp: severity 95, ')
 """
 
 from __future__ import annotations
@@ -24,25 +28,14 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from sensorwatch.core.incidents import explanation_phrase
+from sensorwatch.core.incidents import explanation_phrase, severity_band
 
 #: The ``alertname`` of every sensorwatch alert.
 ALERT_NAME = "SensorwatchIncident"
 
+
 #: Severity bands (the ``severity`` label) by the incident's 0-100 severity, highest first. An
 #: incident opens at severity 40 (a tail of 1e-4); 60 is a tail of 1e-6 and 80 one of 1e-8.
-SEVERITY_BANDS = (("critical", 80), ("warning", 60), ("info", 0))
-
-
-def severity_band(severity: float) -> str:
-    """The ``severity`` label of a 0-100 severity.
-
-    >>> [severity_band(s) for s in (40, 60, 79, 100)]
-    ['info', 'warning', 'warning', 'critical']
-    """
-    return next(name for name, floor in SEVERITY_BANDS if severity >= floor)
-
-
 def iso(ms: float) -> str:
     """RFC 3339 in UTC with milliseconds, as Alertmanager's API takes times."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
@@ -75,15 +68,18 @@ def summary(rec: dict) -> str:
     return f"{rec['sensor']}: severity {rec.get('severity')}, {explanation_phrase(rec.get('explanation'))}"
 
 
-def alert_of(rec: dict, *, now_ms: float, valid_ms: float, dashboard_url: str) -> dict[str, Any]:
-    """The Alertmanager v2 alert (``postableAlert``) of an incident record.
+def alert_of(
+    rec: dict, *, now_ms: float, valid_ms: float, dashboard_url: str, opened: dict | None = None
+) -> dict[str, Any]:
+    """The Alertmanager v2 alert (``postableAlert``) of an incident record; ``opened``: the
+    incident's opened record, whose labels the alert keeps (``rec``'s own when not given).
 
     An open incident's alert is valid for ``valid_ms`` from ``now_ms`` and is posted again
     before that runs out (Prometheus does the same for its firing alerts); a closed one ends at
     its last anomalous window, or now if that is still ahead (replayed event time)."""
     link = f"{dashboard_url.rstrip('/')}/sensor/{quote(str(rec['sensor']), safe='')}" if dashboard_url else ""
     alert: dict[str, Any] = {
-        "labels": labels_of(rec),
+        "labels": labels_of(opened or rec),
         "annotations": {
             "summary": summary(rec),
             "score": f"{rec.get('peak_score')}",

@@ -49,6 +49,7 @@ class ForwarderStats:
     silenced: int = 0  # held back by an operator's silence
     retries: int = 0  # posts that failed and were tried again
     rejected: int = 0  # alerts the target refused (4xx): dead-lettered with its reason
+    unreadable: int = 0  # records that are not incident records: dead-lettered with the reason
     batches: int = 0  # batches committed
 
     def to_dict(self) -> dict[str, int]:
@@ -99,7 +100,7 @@ class AlertForwarder:
         self._consumer.subscribe([topic])
         self._last_resend = self.clock()
         if self._metrics is not None:
-            self._metrics.serve(self.cfg.metrics_port)
+            self._metrics.serve(self.cfg.metrics_host, self.cfg.metrics_port)
         return self
 
     def _rebuild(self, committed: dict[int, int]) -> None:
@@ -154,7 +155,7 @@ class AlertForwarder:
         the batch)."""
         self._read_silences()
         polled = self._consumer.poll(timeout_ms=poll_ms, max_records=self.cfg.batch_max)
-        records = [json.loads(m.value) for msgs in polled.values() for m in msgs]
+        records = [rec for msgs in polled.values() for m in msgs if (rec := self._decode(m)) is not None]
         self.stats.records += len(records)
         planned: dict[str, tuple[dict, str]] = {}  # by incident id: one alert each, the latest state
         for rec in records:
@@ -170,6 +171,23 @@ class AlertForwarder:
             self._consumer.commit()
             self.stats.batches += 1
         return self._resend(stop) if resend else True
+
+    def _decode(self, m: Any) -> dict | None:
+        """An incident record, or None once a record that is not one went to the dead letters
+        with its reason and address (it is committed with its batch: it never blocks the topic)."""
+        try:
+            rec = json.loads(m.value)
+            missing = [k for k in ("incident_id", "event", "sensor") if k not in rec] if isinstance(rec, dict) else None
+            if missing is None or missing:
+                raise ValueError(f"not an incident record (missing {missing or 'an object'})")
+            return rec
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            self.stats.unreadable += 1
+            payload = m.value.decode("utf-8", "replace") if m.value is not None else None
+            self._dead_letter(
+                f"unreadable incident record: {type(exc).__name__}: {exc}", payload, m.partition, m.offset, m.timestamp
+            )
+            return None
 
     def _plan(self, rec: dict, post: bool) -> tuple[dict | None, str]:
         """Take one record into the state; (its alert, "fired" or "resolved") when ``post``
@@ -199,15 +217,17 @@ class AlertForwarder:
             self.stats.filtered += count
             return None, ""
         if post and (was is None or was.posted):
-            return self._alert(rec), "resolved"
+            return self._alert(rec, was.rec if was is not None else None), "resolved"
         return None, ""
 
-    def _alert(self, rec: dict) -> dict:
+    def _alert(self, rec: dict, opened: dict | None = None) -> dict:
+        """``opened``: the incident's opened record, whose labels (its identity) the alert keeps."""
         return alert_of(
             rec,
             now_ms=self.clock() * 1000,
             valid_ms=4 * self.cfg.resend_s * 1000,
             dashboard_url=self.cfg.dashboard_url,
+            opened=opened,
         )
 
     def _remember(self, iid: str, event: str) -> None:
@@ -243,7 +263,9 @@ class AlertForwarder:
                 if d.outcome == "rejected":
                     log.error("the alert target rejected %d alerts: %s (dead-lettered)", len(chunk), d.reason)
                     self.stats.rejected += len(chunk)
-                    self._dead_letter(chunk, d.reason)
+                    self._dead_letter(
+                        f"alert target {self.target.url} rejected the batch: {d.reason}", json.dumps(chunk)
+                    )
                     break
                 self.stats.retries += 1
                 delay = self.policy.delay(attempt)
@@ -254,16 +276,23 @@ class AlertForwarder:
                 attempt += 1
         return True
 
-    def _dead_letter(self, alerts: list[dict], reason: str) -> None:
+    def _dead_letter(
+        self,
+        reason: str,
+        payload: str | None,
+        partition: int | None = None,  # a rejected batch spans many records: its alerts carry their ids
+        offset: int | None = None,
+        kafka_ts: int | None = None,
+    ) -> None:
         from sensorwatch.core.kafka import producer
 
         rec = dead_letter_record(
-            f"alert target {self.target.url} rejected the batch: {reason}",
-            json.dumps(alerts),
+            reason,
+            payload,
             self.s.kafka.topics.incidents,
-            None,  # a batch spans many records: its alerts carry their incident ids
-            None,
-            None,
+            partition,
+            offset,
+            kafka_ts,
             self.s.job.validation.dead_letter_payload_chars,
         )
         p = producer(self.s.kafka, acks="all")
@@ -322,14 +351,17 @@ class _Metrics:
                 yield CounterMetricFamily("sensorwatch_alert_retries", "Posts retried", value=st.retries)
                 yield CounterMetricFamily("sensorwatch_alerts_failed", "Alerts rejected", value=st.rejected)
                 yield CounterMetricFamily("sensorwatch_alert_records", "Incident records read", value=st.records)
+                yield CounterMetricFamily(
+                    "sensorwatch_alert_unreadable_records", "Records that were not incidents", value=st.unreadable
+                )
                 yield GaugeMetricFamily("sensorwatch_alert_open_incidents", "Open incidents", value=len(fwd.open))
 
         self.registry.register(Collector())
 
-    def serve(self, port: int | None) -> None:
+    def serve(self, host: str, port: int | None) -> None:
         from prometheus_client import start_http_server
 
-        self._server, _ = start_http_server(port or 0, addr="127.0.0.1", registry=self.registry)
+        self._server, _ = start_http_server(port or 0, addr=host, registry=self.registry)
 
     @property
     def port(self) -> int:

@@ -9,9 +9,13 @@ summary is computed once the job's output is complete: every reading sent is acc
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,7 +25,9 @@ from sensorwatch.app.cli.common import incident_line
 from sensorwatch.app.evaluate import evaluate_incidents
 from sensorwatch.app.ledger import Ledger
 from sensorwatch.core.config import Settings
+from sensorwatch.core.optional import MissingSystemPackage
 from sensorwatch.stack import LocalStack
+from sensorwatch.stack.alertmanager import AlertmanagerProcess, webhook_config
 from sensorwatch.stack.kafka_broker import free_port
 
 #: How long the demo waits for the job's last records once the fleet is sent.
@@ -50,10 +56,49 @@ def demo_settings(settings: Settings, duration_s: float, speed: float) -> Settin
     sim.pumps, sim.relation_faults_per_hour = 4, 2.0
     s.serving.device_models = "pump-*"
     s.training.epochs, s.training.plots = 20, False
+    s.dashboard.port = 0
+    s.alerting.group_id = f"sensorwatch-demo-{port}"
     return s
 
 
-def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0) -> int:
+@dataclass
+class DemoRun:
+    """What the demo has up once its summary is printed: for whoever looks before it stops."""
+
+    settings: Settings
+    fleet: Any
+    incidents: list[dict]
+    dashboard_url: str
+    alertmanager: AlertmanagerProcess | None = None
+    forwarder: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def demo_alertmanager(s: Settings, work: Path, webhook: str | None) -> AlertmanagerProcess | None:
+    """A real Alertmanager for the demo's alerts (None, with the install line printed, when
+    ``prometheus-alertmanager`` is missing): its notifications go to ``webhook`` when given,
+    otherwise it only holds them (its web page and API list them)."""
+    config = webhook_config(webhook) if webhook else {"route": {"receiver": "hold"}, "receivers": [{"name": "hold"}]}
+    try:
+        return AlertmanagerProcess(work / "alertmanager", free_port(), config).start()
+    except MissingSystemPackage as exc:
+        Console().print(f"    [yellow]no Alertmanager for the demo's alerts:[/] {exc}")
+        return None
+
+
+def run_demo(
+    settings: Settings,
+    duration_s: float = 1800.0,
+    speed: float = 40.0,
+    on_ready: Callable[[DemoRun], None] | None = None,
+    alert_webhook: str | None = None,
+    wait_for_enter: bool | None = None,
+) -> int:
+    """Run the demo; ``on_ready(run)`` is called once the summary is printed, with everything
+    still up (the tests drive a browser and check Alertmanager there). The dashboard stays up
+    until Enter when ``wait_for_enter`` (default: when standard input is a terminal)."""
+    from sensorwatch.alerting.forwarder import AlertForwarder
+    from sensorwatch.dashboard.app import Dashboard
     from sensorwatch.jobs.pipeline import run
     from sensorwatch.simulate import Fleet, simulate
 
@@ -64,8 +109,10 @@ def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0
     sim = s.simulator
     fleet = Fleet(sim)
     stack = LocalStack(s)
-    server = job = None
+    server = job = ui = am = fwd = None
     complete = False
+    stop_alerts = threading.Event()
+    forwarding: threading.Thread | None = None
     console.print("[bold]1/5[/] starting a real Kafka broker (KRaft) on loopback ...")
     info = stack.up()
     console.print(f"    ready in {info['start_seconds']} s at {info['bootstrap_servers']}")
@@ -88,6 +135,18 @@ def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0
         console.print("[bold]4/5[/] starting the streaming job on a Flink mini-cluster ...")
         job = run(s, detached=True)
         console.print(f"    job {job.get_job_id()}")
+        ui = Dashboard(s).start()
+        s.alerting.dashboard_url = ui.url
+        am = demo_alertmanager(s, work, alert_webhook)
+        if am is not None:
+            s.alerting.url = am.url
+            fwd = AlertForwarder(s).start()
+            forwarding = threading.Thread(target=fwd.run, args=(stop_alerts.is_set,), name="demo-alerts", daemon=True)
+            forwarding.start()
+        console.print(
+            f"    dashboard at [bold]{ui.url}[/]"
+            + (f"; alerts to Alertmanager at {am.url} (`sensorwatch alert`)" if am is not None else "")
+        )
         console.print(
             f"[bold]5/5[/] streaming {len(fleet.sensors)} sensors x {sim.duration_s / 60:.0f} min of event "
             f"time at {sim.speed:.0f}x, {len(fleet.labels)} anomalies injected; incidents as they open "
@@ -147,11 +206,45 @@ def run_demo(settings: Settings, duration_s: float = 1800.0, speed: float = 40.0
             f"{d['recall']:.2f} ({ev.detected}/{ev.events} events), {per_event:.2f} incidents per detected event; "
             f"detection delay median {d['delay_s_median']} s, max {d['delay_s_max']} s (event time)"
         )
+        if fwd is not None:
+            wait_until(lambda: fwd.stats.records >= len(incidents), 60.0)
+            st = fwd.stats
+            console.print(
+                f"    Alertmanager got {st.fired} firing and {st.resolved} resolved alerts "
+                f"({st.filtered} learning or filtered); see {am.url}/#/alerts"
+            )
+        demo_run = DemoRun(s, fleet, incidents, ui.url, am, fwd)
+        if on_ready is not None:
+            on_ready(demo_run)
+        if wait_for_enter is None:
+            wait_for_enter = sys.stdin.isatty()
+        if wait_for_enter:
+            console.print(f"the dashboard stays up at [bold]{ui.url}[/]: press Enter to stop everything")
+            input()
     finally:
+        stop_alerts.set()
+        if forwarding is not None:
+            forwarding.join(15)
+        if fwd is not None:
+            fwd.close()
+        if am is not None:
+            am.stop()
+        if ui is not None:
+            ui.stop()
         if job is not None:
             job.cancel()
         if server is not None:
             server.stop()
         stack.down()
-        console.print("job, model server and broker stopped")
+        console.print("job, model server, dashboard and broker stopped")
     return 0 if complete else 1
+
+
+def wait_until(done: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> bool:
+    """Poll ``done()`` until it holds or ``timeout_s`` passed; whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every_s)
+    return True

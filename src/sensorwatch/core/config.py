@@ -359,6 +359,29 @@ class AlertingConfig(_Section):
     """where alerts link to (the sensor's page of `sensorwatch ui`)"""
     metrics_port: int | None = Field(None, ge=0, le=65535)
     """serve the forwarder's counters in Prometheus' text format on this port (/metrics); unset: off"""
+    metrics_host: str = "127.0.0.1"
+    """address the metrics listen on (0.0.0.0 in a container, for Prometheus to reach)"""
+
+
+class DashboardConfig(_Section):
+    """``sensorwatch ui``: the web dashboard over the output topics, in bounded memory."""
+
+    host: str = "127.0.0.1"
+    """address to listen on (0.0.0.0 in a container)"""
+    port: int = Field(8050, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    range_s: float = Field(86400.0, gt=0, description="the longest range a chart shows (event time): 24 h")
+    coarse_buckets: int = Field(720, ge=10, le=100_000)
+    """points per sensor over range_s (2 min each for 24 h): each holds the mean, min and max window mean and the highest score"""
+    fine_buckets: int = Field(720, ge=10, le=100_000)
+    """points per sensor at the job's window_s, for recent ranges (1 h at 5 s)"""
+    max_sensors: int = Field(20_000, ge=1)
+    """sensors (and device models) kept; past it the one quiet the longest is dropped"""
+    incidents_per_sensor: int = Field(50, ge=1, description="incidents kept per sensor for its page")
+    quiet_windows: int = Field(12, ge=1)
+    """a sensor with no record for this many windows (of the fleet's latest event time) counts as quiet"""
+    live_s: float = Field(1.0, gt=0, description="how often open pages are told of new data (server-sent events)")
+    from_start: bool = False
+    """read the output topics from their start; otherwise from range_s before now"""
 
 
 class Settings(_Section):
@@ -371,6 +394,7 @@ class Settings(_Section):
     serving: ServingConfig = ServingConfig()
     training: TrainingConfig = TrainingConfig()
     alerting: AlertingConfig = AlertingConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
 
 def _suggest(key: str, choices: list[str]) -> str:

@@ -77,6 +77,20 @@ RECORD_FIELDS = (
 IncidentRules = IncidentsConfig
 
 
+#: Severity bands, as alert labels and on the dashboard: the highest band whose floor a
+#: 0-100 severity reaches.
+SEVERITY_BANDS = (("critical", 80), ("warning", 60), ("info", 0))
+
+
+def severity_band(severity: float) -> str:
+    """The ``severity`` label of a 0-100 severity.
+
+    >>> [severity_band(s) for s in (40, 60, 79, 100)]
+    ['info', 'warning', 'warning', 'critical']
+    """
+    return next(name for name, floor in SEVERITY_BANDS if severity >= floor)
+
+
 def erfc(x: float) -> float:
     """The complementary error function (Numerical Recipes' erfcc: fractional error < 1.2e-7).
 

@@ -27,6 +27,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "serving": ("tensorflow", "tensorflow_serving", "grpc", "google.protobuf"),
     "job": ("pyflink", "tensorflow_serving", "grpc", "google.protobuf", "apache_beam"),
     "train": ("tensorflow", "keras", "sklearn", "matplotlib", "optuna", "tqdm", "pandas", "pyarrow"),
+    "ui": ("starlette", "uvicorn", "jinja2", "sse_starlette", "grpc", "tensorflow_serving"),
 }
 
 

@@ -3,6 +3,7 @@
     <base>/<model>/<version>/saved_model.pb
                             /variables/...
                             /assets.extra/tf_serving_warmup_requests   (optional)
+                            /assets.extra/sensorwatch_report.json      (training's report, and its plots)
     <base>/models.config                                               (model_config_list)
 
 Publishing is atomic: a version is written under a hidden temporary name in the model's
@@ -13,6 +14,7 @@ written by these functions only, never by hand, and also replaced atomically.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +26,9 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from sensorwatch.serving.protos import pb
+
+#: The training report in a version's assets.extra (training/export.py writes it; the dashboard reads it).
+REPORT_FILE = "sensorwatch_report.json"
 
 MODEL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-~")
 
@@ -196,3 +201,9 @@ class ModelRepository:
                     check_model_name(name), f"{self.serve_base.rstrip('/')}/{name}", policy, [], {}
                 )
         self.write_config(list(entries.values()))
+
+
+def read_report(version_dir: Path) -> dict | None:
+    """The training report of a version folder, or None when training wrote none."""
+    f = Path(version_dir) / "assets.extra" / REPORT_FILE
+    return json.loads(f.read_text()) if f.is_file() else None

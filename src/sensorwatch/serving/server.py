@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -264,11 +265,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help=f"serve Prometheus metrics on this port at {METRICS_PATH} and /metrics (0: off, as in TF Serving)",
     )
+    p.add_argument(
+        "--monitoring_config_file",
+        help="TF Serving's MonitoringConfig (text proto): metrics are served when its prometheus_config "
+        "says enable: true (without this flag the local server serves them on --rest_api_port anyway)",
+    )
     return p
+
+
+def prometheus_enabled(text: str) -> bool:
+    """Whether a MonitoringConfig text proto turns the Prometheus endpoint on (the one field the
+    local server reads; it answers on every path, so ``path`` does not matter here).
+
+    >>> prometheus_enabled('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }')
+    True
+    >>> prometheus_enabled("prometheus_config { enable: false }")
+    False
+    """
+    m = re.search(r"prometheus_config\s*:?\s*\{([^}]*)\}", text)
+    return bool(m and re.search(r"\benable\s*:\s*true\b", m.group(1)))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.monitoring_config_file and not prometheus_enabled(Path(args.monitoring_config_file).read_text()):
+        args.rest_api_port = 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         entries, config_file = entries_from_flags(args)

@@ -26,9 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from sensorwatch.core.windows import FEATURES
+from sensorwatch.serving.repository import REPORT_FILE
 from sensorwatch.training.detectors import Detector
-
-REPORT_FILE = "sensorwatch_report.json"
 
 
 class ServingModule(tf.Module):
@@ -220,8 +219,3 @@ def write_saved_model(
     (extra / REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
     for name, png in (plots or {}).items():
         (extra / name).write_bytes(png)
-
-
-def read_report(version_dir: Path) -> dict | None:
-    f = Path(version_dir) / "assets.extra" / REPORT_FILE
-    return json.loads(f.read_text()) if f.is_file() else None

@@ -348,7 +348,7 @@ def group_fingerprint(fps: list[str]) -> str:
 
 
 def _current_fingerprint(repo, name: str) -> str | None:
-    from sensorwatch.training.export import read_report
+    from sensorwatch.serving.repository import read_report
 
     versions = repo.versions(name)
     if not versions:

@@ -9,7 +9,7 @@ from sensorwatch.core.optional import check
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    for extra in ("job", "serving", "train"):
+    for extra in ("job", "serving", "train", "ui"):
         check(extra)
     from sensorwatch.app.demo import run_demo
 
