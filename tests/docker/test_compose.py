@@ -315,6 +315,7 @@ def test_every_config_file_exists_and_a_service_mounts_it():
 
 
 def test_prometheus_scrapes_each_service_on_the_port_it_serves_metrics_on(tmp_path):
+    from sensorwatch.jobs.pipeline import prometheus_reporter
     from sensorwatch.serving.server import build_parser, prometheus_enabled
 
     files = mounted("prometheus")
@@ -325,8 +326,9 @@ def test_prometheus_scrapes_each_service_on_the_port_it_serves_metrics_on(tmp_pa
     sd = jobs["flink"]["dns_sd_configs"][0]
     for name in ("jobmanager", "taskmanager"):
         props = services()[name]["environment"]["FLINK_PROPERTIES"]
-        assert "org.apache.flink.metrics.prometheus.PrometheusReporterFactory" in props
         port = int(re.search(r"metrics\.reporter\.prom\.port: (\d+)", props).group(1))
+        for key, value in prometheus_reporter(str(port)).items():  # the settings the local job uses
+            assert f"{key}: {value}" in props, key
         assert name in sd["names"] and sd["port"] == port
     # the model server: its REST port, with the monitoring config turning the endpoint on at the scraped path
     flags = build_parser().parse_args(services()["serving"]["command"])

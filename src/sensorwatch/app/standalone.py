@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from sensorwatch.core.paths import REPO
+from sensorwatch.jobs.pipeline import prometheus_reporter
 from sensorwatch.stack.kafka_broker import free_port
 
 
@@ -41,9 +42,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 class StandaloneCluster:
     """One JobManager and one TaskManager on loopback."""
 
-    def __init__(self, work_dir: Path, slots: int = 2):
+    def __init__(self, work_dir: Path, slots: int = 2, metrics_port: str | None = None):
+        """``metrics_port``: serve Flink's Prometheus reporter there (a range for the JobManager
+        and the TaskManager, which share the host), as ``job.metrics_port`` does in the mini-cluster."""
         self.work_dir = Path(work_dir)
         self.slots = slots
+        self.metrics_port = metrics_port
         self.rest_port = free_port()
         self.conf_dir = self.work_dir / "conf"
 
@@ -89,6 +93,8 @@ class StandaloneCluster:
                 "taskmanager.data.port": free_port(),
             }
         )
+        if self.metrics_port is not None:
+            conf.update(prometheus_reporter(self.metrics_port))
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(conf, default_flow_style=False))
         (self.conf_dir / "workers").write_text("localhost\n")
         (self.conf_dir / "masters").write_text(f"localhost:{self.rest_port}\n")

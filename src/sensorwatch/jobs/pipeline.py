@@ -47,14 +47,23 @@ def flink_configuration(s: Settings) -> dict[str, str]:
         "python.client.executable": job.python_executable or sys.executable,
     }
     if job.metrics_port is not None:
-        # Flink's own reporter, from the distribution's plugins folder (PyFlink's, or the image's)
-        conf["metrics.reporter.prom.factory.class"] = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
-        conf["metrics.reporter.prom.port"] = job.metrics_port
+        conf.update(prometheus_reporter(job.metrics_port))
     if job.checkpoint_dir:
         conf["execution.checkpointing.dir"] = Path(job.checkpoint_dir).resolve().as_uri()
     if job.restore_from:
         conf["execution.state-recovery.path"] = str(job.restore_from)
     return conf
+
+
+def prometheus_reporter(port: str) -> dict[str, str]:
+    """Flink settings for its own Prometheus reporter (from the distribution's plugins folder:
+    PyFlink's, or the official image's) on ``port``, a port or a range (``9250-9260``: each
+    JobManager and TaskManager on a host takes the next free one). The mini-cluster, the
+    standalone cluster and docker-compose's ``FLINK_PROPERTIES`` say the same."""
+    return {
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": str(port),
+    }
 
 
 def reporter_on_gateway_classpath() -> None:
