@@ -317,3 +317,38 @@ def test_an_incident_that_grew_worse_resolves_the_alert_it_fired(settings, recei
     finally:
         run.close()
     assert receiver.got == [(opened["incident_id"], "firing"), (opened["incident_id"], "resolved")]
+
+
+def test_an_operators_verdict_reaches_the_alert(settings, alertmanager, tmp_path, capsys):
+    """``sensorwatch label`` writes a verdict; the forwarder's next post of the open incident
+    carries it as the ``verdict`` annotation (the simulator's ground truth on the same topic is
+    not a verdict), and a malformed id or verdict is refused with the reason."""
+    import yaml
+
+    from sensorwatch.app.cli import main
+
+    settings.alerting.url, settings.alerting.resend_s = alertmanager.url, 1.0
+    cfg = tmp_path / "sw.yaml"
+    cfg.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    opened = next(r for r in incidents("dev-4/temp", [100], 200) if r["event"] == "opened")
+    publish(settings, [opened])
+    p = producer(settings.kafka, acks="all")
+    p.send(settings.kafka.topics.labels, value=json.dumps({"sensor": "dev-4/temp", "kind": "spike"}).encode())
+    p.flush(30)
+    p.close()
+    run = Running(settings)
+    try:
+        wait_for(lambda: ids([opened]) <= firing(alertmanager), what="the incident firing")
+        argv = ["--config", str(cfg), "label", opened["incident_id"], "false-positive", "--note", "valve test"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["label"] == "false-positive"
+
+        def verdict() -> str:
+            return next(iter(a["annotations"].get("verdict", "") for a in alertmanager.alerts()), "")
+
+        wait_for(lambda: verdict().startswith("false-positive ("), what=lambda: alertmanager.alerts())
+        assert "valve test" in verdict() and len(run.fwd.verdicts) == 1
+    finally:
+        run.close()
+    assert main(["--config", str(cfg), "label", "not an id", "expected"]) == 2
+    assert "is not an incident id" in capsys.readouterr().err

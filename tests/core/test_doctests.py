@@ -23,6 +23,7 @@ MODULES = [
     "sensorwatch.dashboard.chart",
     "sensorwatch.dashboard.app",
     "sensorwatch.serving.server",
+    "sensorwatch.core.feedback",
 ]
 
 

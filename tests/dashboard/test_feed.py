@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 
+from sensorwatch.core.feedback import label_record
 from sensorwatch.core.kafka import producer
 from sensorwatch.dashboard.app import Dashboard
 
@@ -47,6 +48,9 @@ def publish(settings, n_sensors: int = 20, windows: int = 60) -> int:
         "event_window_end": now - 10 * W,
     }
     p.send(t.incidents, json.dumps(opened).encode())
+    # an operator's verdict on it, and the simulator's ground truth, which shares the labels topic
+    p.send(t.labels, json.dumps(label_record(opened["incident_id"], "expected", note="pump test")).encode())
+    p.send(t.labels, json.dumps({"sensor": "dev-0003/temp", "kind": "spike", "start": 0, "end": 1}).encode())
     p.send(t.scores, b"{not json")
     p.flush()
     p.close()
@@ -65,6 +69,9 @@ def test_the_dashboard_reads_the_topics_and_serves_them_live(settings):
         assert ov["feed"]["unreadable"] == 1 and "JSONDecodeError" in ov["feed"]["last_error"]
         page = requests.get(f"{ui.url}/sensor/dev-0003/temp?range=15m", timeout=10)
         assert page.status_code == 200 and page.text.count('class="incident-span"') == 1
+        assert '<td class="verdict">expected (' in page.text and "pump test" in page.text
+        facts = requests.get(f"{ui.url}/api/sensor/dev-0003/temp", timeout=10).json()
+        assert facts["incidents"][0]["verdict"]["label"] == "expected" and len(ui.store.verdicts) == 1
         fleet = requests.get(f"{ui.url}/", timeout=10).text
         assert "1 unreadable records" in fleet and fleet.count("<tr class=") == n
         assert requests.get(f"{ui.url}/sensor/dev-9999/x", timeout=10).status_code == 404

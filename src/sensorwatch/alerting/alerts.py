@@ -28,6 +28,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from sensorwatch.core.feedback import verdict_phrase
 from sensorwatch.core.incidents import explanation_phrase, severity_band
 
 #: The ``alertname`` of every sensorwatch alert.
@@ -69,10 +70,17 @@ def summary(rec: dict) -> str:
 
 
 def alert_of(
-    rec: dict, *, now_ms: float, valid_ms: float, dashboard_url: str, opened: dict | None = None
+    rec: dict,
+    *,
+    now_ms: float,
+    valid_ms: float,
+    dashboard_url: str,
+    opened: dict | None = None,
+    verdict: dict | None = None,
 ) -> dict[str, Any]:
     """The Alertmanager v2 alert (``postableAlert``) of an incident record; ``opened``: the
-    incident's opened record, whose labels the alert keeps (``rec``'s own when not given).
+    incident's opened record, whose labels the alert keeps (``rec``'s own when not given);
+    ``verdict``: an operator's verdict on it, as the annotation ``verdict``.
 
     An open incident's alert is valid for ``valid_ms`` from ``now_ms`` and is posted again
     before that runs out (Prometheus does the same for its firing alerts); a closed one ends at
@@ -89,6 +97,8 @@ def alert_of(
         },
         "startsAt": iso(rec["start"]),
     }
+    if verdict:
+        alert["annotations"]["verdict"] = verdict_phrase(verdict)
     if link:
         alert["generatorURL"] = link
     if rec["event"] == "closed":

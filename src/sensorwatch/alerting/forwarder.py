@@ -30,6 +30,7 @@ from sensorwatch.alerting.silences import Silences
 from sensorwatch.alerting.targets import Target
 from sensorwatch.core.config import Settings
 from sensorwatch.core.contracts import dead_letter_record
+from sensorwatch.core.feedback import IncidentLabels, is_label_record
 from sensorwatch.core.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class AlertForwarder:
         self.open: dict[str, _Open] = {}
         self.seen: OrderedDict[str, str] = OrderedDict()  # incident id -> opened | closed | filtered
         self.silences = Silences()
+        self.verdicts = IncidentLabels()
         self._last_resend = 0.0
         self._consumer: Any = None
         self._silence_consumer: Any = None
@@ -91,9 +93,14 @@ class AlertForwarder:
         parts = self._consumer.partitions_for_topic(topic) or set()
         committed = {p: self._consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
         committed = {p: off for p, off in committed.items() if off}
+        # the operators' side: silences and verdicts, each topic read whole, then followed
         self._silence_consumer = consumer(k, group_id=None, isolation_level="read_committed")
-        parts = self._silence_consumer.partitions_for_topic(k.topics.silences) or set()
-        self._silence_consumer.assign([TopicPartition(k.topics.silences, p) for p in sorted(parts)])
+        side = [
+            TopicPartition(t, p)
+            for t in (k.topics.silences, k.topics.labels)
+            for p in sorted(self._silence_consumer.partitions_for_topic(t) or set())
+        ]
+        self._silence_consumer.assign(side)
         self._silence_consumer.seek_to_beginning()
         self._read_silences(to_end=True)  # first: the rebuild marks silenced incidents as not posted
         self._rebuild(committed)
@@ -119,8 +126,13 @@ class AlertForwarder:
             c.seek_to_beginning()
 
             def take(m) -> None:  # what lies past the commit, the group consumer reads and posts
-                if m.offset < committed[m.partition]:
-                    self._plan(json.loads(m.value), post=False)
+                if m.offset >= committed[m.partition]:
+                    return
+                rec, why = _parse(m.value)
+                if rec is None:  # dead-lettered when it was first read
+                    log.info("rebuild skips the record at %s/%d: %s", m.partition, m.offset, why)
+                    return
+                self._plan(rec, post=False)
 
             _read_until(c, upto, take, "the committed offsets")
         finally:
@@ -128,12 +140,16 @@ class AlertForwarder:
         log.info("rebuilt from committed offsets %s: %d incidents open", committed, len(self.open))
 
     def _read_silences(self, to_end: bool = False) -> None:
-        """Take the silences written since the last read; ``to_end``: every one up to the
-        topic's end now (at start, so no silence in force is missed)."""
+        """Take the silences and operators' verdicts written since the last read; ``to_end``:
+        every one up to the topics' end now (at start, so no silence in force is missed)."""
         c = self._silence_consumer
 
         def take(m) -> None:
-            self.silences.apply(json.loads(m.value))
+            rec = json.loads(m.value)
+            if m.topic == self.s.kafka.topics.silences:
+                self.silences.apply(rec)
+            elif is_label_record(rec):  # an operator's verdict (the topic also holds simulated ground truth)
+                self.verdicts.apply(rec)
 
         if to_end:
             _read_until(c, c.end_offsets(list(c.assignment())), take, "the silences topic's end")
@@ -175,19 +191,12 @@ class AlertForwarder:
     def _decode(self, m: Any) -> dict | None:
         """An incident record, or None once a record that is not one went to the dead letters
         with its reason and address (it is committed with its batch: it never blocks the topic)."""
-        try:
-            rec = json.loads(m.value)
-            missing = [k for k in ("incident_id", "event", "sensor") if k not in rec] if isinstance(rec, dict) else None
-            if missing is None or missing:
-                raise ValueError(f"not an incident record (missing {missing or 'an object'})")
-            return rec
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        rec, why = _parse(m.value)
+        if rec is None:
             self.stats.unreadable += 1
             payload = m.value.decode("utf-8", "replace") if m.value is not None else None
-            self._dead_letter(
-                f"unreadable incident record: {type(exc).__name__}: {exc}", payload, m.partition, m.offset, m.timestamp
-            )
-            return None
+            self._dead_letter(f"unreadable incident record: {why}", payload, m.partition, m.offset, m.timestamp)
+        return rec
 
     def _plan(self, rec: dict, post: bool) -> tuple[dict | None, str]:
         """Take one record into the state; (its alert, "fired" or "resolved") when ``post``
@@ -228,6 +237,7 @@ class AlertForwarder:
             valid_ms=4 * self.cfg.resend_s * 1000,
             dashboard_url=self.cfg.dashboard_url,
             opened=opened,
+            verdict=self.verdicts.get(str(rec["incident_id"])),
         )
 
     def _remember(self, iid: str, event: str) -> None:
@@ -313,6 +323,18 @@ class AlertForwarder:
         self.target.close()
         if self._metrics is not None:
             self._metrics.stop()
+
+
+def _parse(value: bytes | None) -> tuple[dict | None, str]:
+    """(the incident record, "") or (None, why it is not one)."""
+    try:
+        rec = json.loads(value) if value is not None else None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, f"{type(exc).__name__}: {exc}"
+    if not isinstance(rec, dict):
+        return None, "ValueError: not an incident record (missing an object)"
+    missing = [k for k in ("incident_id", "event", "sensor") if k not in rec]
+    return (None, f"ValueError: not an incident record (missing {missing})") if missing else (rec, "")
 
 
 def _read_until(c, upto: dict, take: Callable[[Any], None], what: str, timeout_s: float = 120.0) -> None:

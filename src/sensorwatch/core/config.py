@@ -55,7 +55,7 @@ class TopicsConfig(_Section):
     late: str = "sensorwatch.late"
     """readings that arrived after their window closed"""
     labels: str = "sensorwatch.labels"
-    """ground truth of injected anomalies (simulator)"""
+    """ground truth of injected anomalies (simulator), and operators' verdicts on incidents (`sensorwatch label`, type incident_label)"""
     silences: str = "sensorwatch.silences"
     """operators' per-sensor silences (`sensorwatch alert silence`), keyed by sensor: the alert forwarder holds back their alerts"""
 

@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sensorwatch.core.config import Settings
+from sensorwatch.core.feedback import verdict_phrase
 from sensorwatch.core.incidents import explanation_phrase, severity_band
 from sensorwatch.dashboard.chart import render
 from sensorwatch.dashboard.feed import TopicFeed
@@ -75,7 +76,9 @@ def build_app(settings: Settings, store: FleetStore, feed: TopicFeed | None = No
     """The web application over ``store`` (``feed``: shown on the overview when given)."""
     cfg = settings.dashboard
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(utc=_utc, band=severity_band, why=explanation_phrase, ranges=RANGES, states=STATES)
+    templates.env.globals.update(
+        utc=_utc, band=severity_band, why=explanation_phrase, verdict=verdict_phrase, ranges=RANGES, states=STATES
+    )
     catalogue = ModelCatalogue(settings.serving)
 
     def feed_facts() -> dict[str, Any]:

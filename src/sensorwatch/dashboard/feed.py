@@ -36,6 +36,7 @@ def topic_kinds(settings: Settings) -> dict[str, str]:
         t.anomalies: "score",
         t.no_model: "score",
         t.incidents: "incident",
+        t.labels: "label",
     }
 
 

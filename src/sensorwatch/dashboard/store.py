@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from sensorwatch.core.config import DashboardConfig
+from sensorwatch.core.feedback import IncidentLabels, is_label_record
 from sensorwatch.core.incidents import severity_band
 
 #: The states a sensor is counted in on the fleet overview, worst first.
@@ -164,6 +165,7 @@ class FleetStore:
         self.records = 0
         self.revision = 0  # bumps on every change: what the live pages watch
         self.evicted = 0
+        self.verdicts = IncidentLabels()  # operators' verdicts, by incident id (bounded)
 
     # --- writing -------------------------------------------------------------------------
     def _sensor(self, name: str, granularity: str | None = None) -> SensorState:
@@ -184,7 +186,8 @@ class FleetStore:
 
     def ingest(self, kind: str, rec: dict[str, Any]) -> None:
         """Take one record of ``kind``: ``aggregate``, ``score`` (scores, anomalies and no-model
-        records alike: their ``status`` tells) or ``incident``."""
+        records alike: their ``status`` tells), ``incident`` or ``label`` (an operator's verdict;
+        the labels topic's other records, the simulator's ground truth, are not the store's)."""
         with self._lock:
             if kind == "aggregate":
                 self._aggregate(rec)
@@ -192,8 +195,12 @@ class FleetStore:
                 self._score(rec)
             elif kind == "incident":
                 self._incident(rec)
+            elif kind == "label":
+                if not is_label_record(rec):
+                    return
+                self.verdicts.apply(rec)
             else:
-                raise ValueError(f"unknown record kind {kind!r}: aggregate, score or incident")
+                raise ValueError(f"unknown record kind {kind!r}: aggregate, score, incident or label")
             self.records += 1
             self.revision += 1
 
@@ -323,7 +330,7 @@ class FleetStore:
                 "model_name": st.model_name,
                 "model_version": st.model_version,
                 "last_ts": st.last_ts,
-                "incidents": list(reversed(st.incidents)),
+                "incidents": [{**i, "verdict": self.verdicts.get(i["incident_id"])} for i in reversed(st.incidents)],
                 "versions": list(st.versions),
             }
 

@@ -11,6 +11,7 @@ import time
 
 from sensorwatch.app.cli.common import print_json
 from sensorwatch.core.config import Settings
+from sensorwatch.core.feedback import VERDICTS
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -72,6 +73,27 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from sensorwatch.core.feedback import label_record
+    from sensorwatch.core.kafka import producer
+
+    try:
+        rec = label_record(args.incident_id, args.verdict, args.note)
+    except ValueError as exc:
+        print(f"sensorwatch label: {exc}", file=sys.stderr)
+        return 2
+    p = producer(settings.kafka, acks="all", linger_ms=0)
+    try:
+        topic = settings.kafka.topics.labels
+        p.send(topic, key=rec["incident_id"].encode(), value=json.dumps(rec).encode()).get(timeout=30)
+    finally:
+        p.close()
+    print_json(rec)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "alert",
@@ -99,3 +121,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lift", action="store_true", help="end the silence of SENSOR now")
     s.add_argument("--read-s", type=float, default=3.0, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_silence)
+
+    s = sub.add_parser(
+        "label",
+        help="give an incident an operator's verdict: false-positive, true-positive or expected",
+        description="Writes the verdict to the labels topic, keyed by the incident id (the latest one "
+        "holds): the dashboard shows it beside the incident and the alert forwarder adds it to the alert.",
+    )
+    s.add_argument("incident_id", help="sensor@start, as `sensorwatch tail` and the alerts show it")
+    s.add_argument("verdict", choices=VERDICTS)
+    s.add_argument("--note", default="", help="why (kept with the verdict)")
+    s.set_defaults(func=cmd_label)
