@@ -6,6 +6,7 @@ fixtures below that start real parts; ``pytest -m "not integration"`` runs the r
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -32,6 +33,23 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if REAL_PART_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test starts from the session's environment variables.
+
+    A job on the in-process mini-cluster runs its Python workers in this very process
+    (PyFlink's loopback mode), and PyFlink's worker pool writes the workers' environment into
+    ``os.environ`` (``PYFLINK_GATEWAY_DISABLED``, ``FLINK_HOME``, ``JAVA_HOME`` as the JVM saw
+    it, ...). A later test that starts ``sensorwatch`` or a bench as a subprocess inherited that
+    and failed: "launching the PythonGatewayServer during Python UDF execution", or "no such
+    file: bin/java" (a CI run that had the demo's in-process job before them)."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
