@@ -24,14 +24,13 @@ import json
 import random
 import resource
 import tempfile
-import threading
 import time
 import urllib.request
 
 import numpy as np
 
 from sensorwatch.core.config import Settings
-from sensorwatch.dashboard.app import build_app
+from sensorwatch.dashboard.app import Dashboard
 from sensorwatch.dashboard.store import FleetStore
 
 DAY_MS = 86_400_000
@@ -76,17 +75,6 @@ def fill_day(store: FleetStore, sensors: list[str], end_ms: int, window_ms: int,
             store.ingest("incident", {**base, "event": "closed", "end": start + 60_000, "closed_by": "recovery"})
             n += 2
     return n
-
-
-def serve(settings: Settings, store: FleetStore):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(build_app(settings, store), host="127.0.0.1", port=0, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
 
 
 def timed_get(url: str) -> tuple[float, int]:
@@ -180,7 +168,9 @@ def main() -> int:
         f"memory: rings {bytes_day1 / 2**20:.1f} MiB after a day, {bytes_day2 / 2**20:.1f} MiB after two; "
         f"process RSS {rss0:.0f} -> {rss_day1:.0f} -> {rss_day2:.0f} MiB"
     )
-    server, url = serve(settings, store)
+    settings.dashboard.port = 0
+    ui = Dashboard(settings, store, follow=False).start()  # the real app, fed by this run only
+    url = ui.url
     try:
         pick = [rng.choice(sensors) for _ in range(args.requests)]
         pages = {
@@ -190,7 +180,7 @@ def main() -> int:
             "overview_json": latency([f"{url}/api/overview"] * 50),
         }
     finally:
-        server.should_exit = True
+        ui.stop()
     for name, d in pages.items():
         print(f"{name:>14}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms, {d['kib']} KiB")
     feed = feed_rate(args.feed_records, sensors) if args.feed_records else None

@@ -352,3 +352,25 @@ def test_an_operators_verdict_reaches_the_alert(settings, alertmanager, tmp_path
         run.close()
     assert main(["--config", str(cfg), "label", "not an id", "expected"]) == 2
     assert "is not an incident id" in capsys.readouterr().err
+
+
+def test_an_unreadable_record_on_the_silences_topic_is_dead_lettered(settings, receiver, alertmanager):
+    """The operators' topics are read at start: a record there that is not JSON goes to the dead
+    letters under its own topic and address, and the forwarder starts and forwards all the same."""
+    from sensorwatch.app.local import consume
+
+    settings.alerting.url = alertmanager.url
+    p = producer(settings.kafka, acks="all")
+    p.send(settings.kafka.topics.silences, key=b"dev-5/*", value=b"not a silence")
+    p.flush(30)
+    p.close()
+    opened = [r for r in incidents("dev-5/temp", [100], 200) if r["event"] == "opened"]
+    publish(settings, opened)
+    run = Running(settings)
+    try:
+        wait_for(lambda: ids(opened) <= firing(alertmanager), what="the incident firing")
+    finally:
+        run.close()
+    (dead,) = consume(settings, settings.kafka.topics.dead_letters, lambda recs: len(recs) >= 1, 30)
+    assert dead["topic"] == settings.kafka.topics.silences and dead["offset"] == 0
+    assert dead["payload"] == "not a silence" and "JSONDecodeError" in dead["reason"]

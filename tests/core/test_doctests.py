@@ -18,7 +18,7 @@ MODULES = [
     "sensorwatch.core.incidents",
     "sensorwatch.alerting.alerts",
     "sensorwatch.alerting.silences",
-    "sensorwatch.app.cli.alert",
+    "sensorwatch.app.cli.common",
     "sensorwatch.dashboard.store",
     "sensorwatch.dashboard.chart",
     "sensorwatch.dashboard.app",

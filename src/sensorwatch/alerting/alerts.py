@@ -35,8 +35,6 @@ from sensorwatch.core.incidents import explanation_phrase, severity_band
 ALERT_NAME = "SensorwatchIncident"
 
 
-#: Severity bands (the ``severity`` label) by the incident's 0-100 severity, highest first. An
-#: incident opens at severity 40 (a tail of 1e-4); 60 is a tail of 1e-6 and 80 one of 1e-8.
 def iso(ms: float) -> str:
     """RFC 3339 in UTC with milliseconds, as Alertmanager's API takes times."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"

@@ -77,7 +77,7 @@ class AlertForwarder:
         self.verdicts = IncidentLabels()
         self._last_resend = 0.0
         self._consumer: Any = None
-        self._silence_consumer: Any = None
+        self._side_consumer: Any = None
         self._metrics = _Metrics(self) if self.cfg.metrics_port is not None else None
 
     # -- set-up --------------------------------------------------------------------------------
@@ -94,15 +94,15 @@ class AlertForwarder:
         committed = {p: self._consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
         committed = {p: off for p, off in committed.items() if off}
         # the operators' side: silences and verdicts, each topic read whole, then followed
-        self._silence_consumer = consumer(k, group_id=None, isolation_level="read_committed")
+        self._side_consumer = consumer(k, group_id=None, isolation_level="read_committed")
         side = [
             TopicPartition(t, p)
             for t in (k.topics.silences, k.topics.labels)
-            for p in sorted(self._silence_consumer.partitions_for_topic(t) or set())
+            for p in sorted(self._side_consumer.partitions_for_topic(t) or set())
         ]
-        self._silence_consumer.assign(side)
-        self._silence_consumer.seek_to_beginning()
-        self._read_silences(to_end=True)  # first: the rebuild marks silenced incidents as not posted
+        self._side_consumer.assign(side)
+        self._side_consumer.seek_to_beginning()
+        self._read_operators(to_end=True)  # first: the rebuild marks silenced incidents as not posted
         self._rebuild(committed)
         self._consumer.subscribe([topic])
         self._last_resend = self.clock()
@@ -139,20 +139,27 @@ class AlertForwarder:
             c.close()
         log.info("rebuilt from committed offsets %s: %d incidents open", committed, len(self.open))
 
-    def _read_silences(self, to_end: bool = False) -> None:
+    def _read_operators(self, to_end: bool = False) -> None:
         """Take the silences and operators' verdicts written since the last read; ``to_end``:
         every one up to the topics' end now (at start, so no silence in force is missed)."""
-        c = self._silence_consumer
+        c = self._side_consumer
 
         def take(m) -> None:
-            rec = json.loads(m.value)
-            if m.topic == self.s.kafka.topics.silences:
-                self.silences.apply(rec)
-            elif is_label_record(rec):  # an operator's verdict (the topic also holds simulated ground truth)
-                self.verdicts.apply(rec)
+            try:
+                rec = json.loads(m.value)
+                if m.topic == self.s.kafka.topics.silences:
+                    self.silences.apply(rec)
+                elif is_label_record(rec):  # an operator's verdict (the topic also holds simulated ground truth)
+                    self.verdicts.apply(rec)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not one of them
+                # the side topics are read from their start at every start: such a record is
+                # dead-lettered again each time, under the same address
+                payload = m.value.decode("utf-8", "replace") if m.value is not None else None
+                why = f"unreadable record on {m.topic}: {type(exc).__name__}: {exc}"
+                self._dead_letter(why, payload, m.partition, m.offset, m.timestamp, topic=m.topic)
 
         if to_end:
-            _read_until(c, c.end_offsets(list(c.assignment())), take, "the silences topic's end")
+            _read_until(c, c.end_offsets(list(c.assignment())), take, "the silences and labels topics' end")
         for msgs in c.poll(timeout_ms=0).values():
             for m in msgs:
                 take(m)
@@ -169,7 +176,7 @@ class AlertForwarder:
         ``stop()`` came while the target was down: the batch stays uncommitted, and the
         forwarder's state is ahead of its commits, so it must be closed (the next one re-reads
         the batch)."""
-        self._read_silences()
+        self._read_operators()
         polled = self._consumer.poll(timeout_ms=poll_ms, max_records=self.cfg.batch_max)
         records = [rec for msgs in polled.values() for m in msgs if (rec := self._decode(m)) is not None]
         self.stats.records += len(records)
@@ -293,23 +300,21 @@ class AlertForwarder:
         partition: int | None = None,  # a rejected batch spans many records: its alerts carry their ids
         offset: int | None = None,
         kafka_ts: int | None = None,
+        topic: str | None = None,  # default: the incidents topic
     ) -> None:
-        from sensorwatch.core.kafka import producer
+        from sensorwatch.core.kafka import send_one
 
+        k = self.s.kafka
         rec = dead_letter_record(
             reason,
             payload,
-            self.s.kafka.topics.incidents,
+            topic or k.topics.incidents,
             partition,
             offset,
             kafka_ts,
             self.s.job.validation.dead_letter_payload_chars,
         )
-        p = producer(self.s.kafka, acks="all")
-        try:
-            p.send(self.s.kafka.topics.dead_letters, value=json.dumps(rec).encode()).get(timeout=30)
-        finally:
-            p.close()
+        send_one(k, k.topics.dead_letters, rec)
 
     @property
     def metrics_port(self) -> int | None:
@@ -317,7 +322,7 @@ class AlertForwarder:
         return self._metrics.port if self._metrics is not None else None
 
     def close(self) -> None:
-        for c in (self._consumer, self._silence_consumer):
+        for c in (self._consumer, self._side_consumer):
             if c is not None:
                 c.close()
         self.target.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import getpass
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -59,10 +58,6 @@ def silence_record(sensor: str, duration_s: float, comment: str = "", now_ms: fl
 
 def publish_silence(cfg: KafkaConfig, rec: dict) -> None:
     """Write a silence record to the silences topic and wait for the broker's ack."""
-    from sensorwatch.core.kafka import producer
+    from sensorwatch.core.kafka import send_one
 
-    p = producer(cfg, acks="all", linger_ms=0)
-    try:
-        p.send(cfg.topics.silences, key=rec["sensor"].encode(), value=json.dumps(rec).encode()).get(timeout=30)
-    finally:
-        p.close()
+    send_one(cfg, cfg.topics.silences, rec, key=rec["sensor"])

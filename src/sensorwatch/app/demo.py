@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from sensorwatch.app.evaluate import evaluate_incidents
 from sensorwatch.app.ledger import Ledger
 from sensorwatch.core.config import Settings
 from sensorwatch.core.optional import MissingSystemPackage
+from sensorwatch.core.retry import wait_until
 from sensorwatch.stack import LocalStack
 from sensorwatch.stack.alertmanager import AlertmanagerProcess, webhook_config
 from sensorwatch.stack.kafka_broker import free_port
@@ -71,7 +72,6 @@ class DemoRun:
     dashboard_url: str
     alertmanager: AlertmanagerProcess | None = None
     forwarder: Any = None
-    notes: list[str] = field(default_factory=list)
 
 
 def demo_alertmanager(s: Settings, work: Path, webhook: str | None) -> AlertmanagerProcess | None:
@@ -207,7 +207,11 @@ def run_demo(
             f"detection delay median {d['delay_s_median']} s, max {d['delay_s_max']} s (event time)"
         )
         if fwd is not None:
-            wait_until(lambda: fwd.stats.records >= len(incidents), 60.0)
+            if not wait_until(lambda: fwd.stats.records >= len(incidents), 60.0):
+                console.print(
+                    f"    [yellow]the alert forwarder read {fwd.stats.records} of {len(incidents)} incident "
+                    "records in 60 s[/]"
+                )
             st = fwd.stats
             console.print(
                 f"    Alertmanager got {st.fired} firing and {st.resolved} resolved alerts "
@@ -238,13 +242,3 @@ def run_demo(
         stack.down()
         console.print("job, model server, dashboard and broker stopped")
     return 0 if complete else 1
-
-
-def wait_until(done: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> bool:
-    """Poll ``done()`` until it holds or ``timeout_s`` passed; whether it held."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every_s)
-    return True

@@ -77,8 +77,9 @@ RECORD_FIELDS = (
 IncidentRules = IncidentsConfig
 
 
-#: Severity bands, as alert labels and on the dashboard: the highest band whose floor a
-#: 0-100 severity reaches.
+#: Severity bands (the alerts' ``severity`` label, the dashboard's bands) by the incident's
+#: 0-100 severity, highest first. An incident opens at severity 40 (a tail of 1e-4); 60 is a
+#: tail of 1e-6 and 80 one of 1e-8.
 SEVERITY_BANDS = (("critical", 80), ("warning", 60), ("info", 0))
 
 

@@ -158,3 +158,17 @@ def consumer(cfg: KafkaConfig, *topics: str, **overrides: Any) -> KafkaConsumer:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(*topics, **{**kafka_python_options(cfg, "consumer"), **overrides})
+
+
+def send_one(cfg: KafkaConfig, topic: str, rec: dict, key: str | None = None, timeout_s: float = 30.0) -> None:
+    """Write one JSON record and wait for every in-sync replica's ack: for the rare records
+    that must not be lost nor wait for a batch (a silence, a verdict, a dead letter)."""
+    import json
+
+    p = producer(cfg, acks="all", linger_ms=0)
+    try:
+        p.send(topic, key=key.encode() if key is not None else None, value=json.dumps(rec).encode()).get(
+            timeout=timeout_s
+        )
+    finally:
+        p.close()

@@ -17,6 +17,8 @@ True
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -57,3 +59,18 @@ class RetryPolicy:
             ("grpc.initial_reconnect_backoff_ms", max(1, int(self.initial_s * 1000))),
             ("grpc.max_reconnect_backoff_ms", max(1, int(self.max_s * 1000))),
         ]
+
+
+def wait_until(done: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:
+    """Poll ``done()`` until it holds or ``timeout_s`` passed; whether it held (for a state
+    another thread or process reaches: a server started, a consumer caught up).
+
+    >>> wait_until(lambda: True, 0.1), wait_until(lambda: False, 0.1, every_s=0.02)
+    (True, False)
+    """
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every_s)
+    return True

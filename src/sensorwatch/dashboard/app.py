@@ -17,6 +17,7 @@ request and a few kilobytes whatever the fleet's size; the only script follows t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -36,6 +37,7 @@ from starlette.templating import Jinja2Templates
 from sensorwatch.core.config import Settings
 from sensorwatch.core.feedback import verdict_phrase
 from sensorwatch.core.incidents import explanation_phrase, severity_band
+from sensorwatch.core.retry import wait_until
 from sensorwatch.dashboard.chart import render
 from sensorwatch.dashboard.feed import TopicFeed
 from sensorwatch.dashboard.models import ModelCatalogue
@@ -183,19 +185,26 @@ def build_app(settings: Settings, store: FleetStore, feed: TopicFeed | None = No
         Route("/healthz", healthz),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette):
+        yield
+        catalogue.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 class Dashboard:
     """The feed and the web server together, on threads: what ``sensorwatch ui``, the demo and
-    the tests run. ``url`` is where it answers once :meth:`start` returned."""
+    the tests run. ``url`` is where it answers once :meth:`start` returned. ``store`` and
+    ``follow=False``: serve a store filled by the caller, with no feed (the benchmark)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store: FleetStore | None = None, follow: bool = True):
         import uvicorn
 
         self.settings = settings
-        self.store = FleetStore(settings.dashboard, int(settings.job.window_s * 1000))
-        self.feed = TopicFeed(settings, self.store)
+        self.store = store or FleetStore(settings.dashboard, int(settings.job.window_s * 1000))
+        self.feed = TopicFeed(settings, self.store) if follow else None
         cfg = settings.dashboard
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -215,24 +224,23 @@ class Dashboard:
         return f"http://{host}:{sock[1]}"
 
     def start(self, timeout_s: float = 30.0) -> Dashboard:
-        self.feed.start()
-        self._thread = threading.Thread(target=self.server.run, name="dashboard-http", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.feed.stop()
-                raise RuntimeError(
-                    f"the dashboard did not start on {self.settings.dashboard.host}:{self.settings.dashboard.port}"
-                )
-            time.sleep(0.05)
+        if self.feed is not None:
+            self.feed.start()
+        thread = self._thread = threading.Thread(target=self.server.run, name="dashboard-http", daemon=True)
+        thread.start()
+        wait_until(lambda: self.server.started or not thread.is_alive(), timeout_s)
+        if not self.server.started:
+            self.stop()
+            cfg = self.settings.dashboard
+            raise RuntimeError(f"the dashboard did not start on {cfg.host}:{cfg.port}")
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
-        self.feed.stop()
+        if self.feed is not None:
+            self.feed.stop()
 
     def __enter__(self) -> Dashboard:
         return self.start()

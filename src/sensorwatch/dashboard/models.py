@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,24 +57,38 @@ class ModelCatalogue:
     def __init__(self, serving: ServingConfig):
         self.serving = serving
         self.repo = ModelRepository(serving.model_base_path, serving.config_file)
+        self._scoring: Any = None
+        self._lock = threading.Lock()
 
     def names(self, match: str = "") -> list[str]:
         return [n for n in self.repo.models() if match in n]
+
+    def _client(self):
+        """One gRPC client for every page (made at the first models page; channels are
+        thread-safe and reconnect by themselves), closed with the app (:meth:`close`)."""
+        from sensorwatch.serving.client import ScoringClient
+
+        with self._lock:
+            if self._scoring is None:
+                self._scoring = ScoringClient(self.serving, attempts=0)
+            return self._scoring
+
+    def close(self) -> None:
+        with self._lock:
+            if self._scoring is not None:
+                self._scoring.close()
+                self._scoring = None
 
     def server_states(self, name: str) -> tuple[dict[int, tuple[str, str]], str]:
         """{version: (state, error message)} from the server, and why not when it cannot say."""
         import grpc
 
-        from sensorwatch.serving.client import ScoringClient
         from sensorwatch.serving.protos import pb
 
-        client = ScoringClient(self.serving, attempts=0)
         try:
-            states = client.status(name)
+            states = self._client().status(name)
         except grpc.RpcError as exc:
             return {}, f"{exc.code().name}: {exc.details()}"
-        finally:
-            client.close()
         names = pb.get_model_status_pb2.ModelVersionStatus.State
         return {int(s.version): (names.Name(s.state), s.status.error_message) for s in states}, ""
 

@@ -128,6 +128,9 @@ class SensorState:
     """The latest of one sensor (or device model) and its bounded history."""
 
     sensor: str
+    fine: Ring
+    coarse: Ring
+    incidents: deque
     granularity: str = "sensor"
     last_ts: int = 0  # latest event time seen (window end)
     status: str = "ok"  # scored | no_model | error, from the latest score record
@@ -137,10 +140,7 @@ class SensorState:
     model_version: int | None = None
     error: str | None = None
     open_incident: dict | None = None
-    incidents: deque = field(default_factory=deque)
     versions: deque = field(default_factory=lambda: deque(maxlen=32))
-    fine: Ring | None = None
-    coarse: Ring | None = None
 
     def state(self, quiet_before_ms: int) -> str:
         if self.open_incident is not None:
@@ -174,9 +174,12 @@ class FleetStore:
             if len(self._sensors) >= self.cfg.max_sensors:
                 self._sensors.popitem(last=False)
                 self.evicted += 1
-            st = SensorState(name, incidents=deque(maxlen=self.cfg.incidents_per_sensor))
-            st.fine = Ring(self.cfg.fine_buckets, self.window_ms)
-            st.coarse = Ring(self.cfg.coarse_buckets, self.coarse_ms)
+            st = SensorState(
+                name,
+                Ring(self.cfg.fine_buckets, self.window_ms),
+                Ring(self.cfg.coarse_buckets, self.coarse_ms),
+                deque(maxlen=self.cfg.incidents_per_sensor),
+            )
             self._sensors[name] = st
         else:
             self._sensors.move_to_end(name)

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import threading
 import time
 
-from sensorwatch.app.cli.common import print_json
+from sensorwatch.app.cli.common import parse_duration, print_json
 from sensorwatch.core.config import Settings
 from sensorwatch.core.feedback import VERDICTS
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``1d`` or plain seconds -> seconds.
-
-    >>> parse_duration("2h"), parse_duration("90"), parse_duration("1.5m")
-    (7200.0, 90.0, 90.0)
-    """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 90s, 30m, 2h or 1d)")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
 def cmd_alert(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,22 +59,15 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
     from sensorwatch.core.feedback import label_record
-    from sensorwatch.core.kafka import producer
+    from sensorwatch.core.kafka import send_one
 
     try:
         rec = label_record(args.incident_id, args.verdict, args.note)
     except ValueError as exc:
         print(f"sensorwatch label: {exc}", file=sys.stderr)
         return 2
-    p = producer(settings.kafka, acks="all", linger_ms=0)
-    try:
-        topic = settings.kafka.topics.labels
-        p.send(topic, key=rec["incident_id"].encode(), value=json.dumps(rec).encode()).get(timeout=30)
-    finally:
-        p.close()
+    send_one(settings.kafka, settings.kafka.topics.labels, rec, key=rec["incident_id"])
     print_json(rec)
     return 0
 

@@ -1,8 +1,10 @@
-"""What several command groups print the same way."""
+"""What several command groups print, or read from the command line, the same way."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import time
 import typing
 
@@ -48,3 +50,18 @@ def record_line(rec: dict) -> str:
         f"{rec['sensor']} window to {t}: score {rec['score']:.2f} > threshold {rec['threshold']:.2f} "
         f"({rec['model_name']} v{rec['model_version']})"
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d`` or plain seconds -> seconds.
+
+    >>> parse_duration("2h"), parse_duration("90"), parse_duration("1.5m")
+    (7200.0, 90.0, 90.0)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 90s, 30m, 2h or 1d)")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]

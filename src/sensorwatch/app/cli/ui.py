@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from sensorwatch.app.cli.common import parse_duration
 from sensorwatch.core.config import Settings
 from sensorwatch.core.optional import check
 
@@ -45,5 +46,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--host", help="address to listen on (dashboard.host)")
     s.add_argument("--port", type=int, help="port (dashboard.port; 0 picks a free one)")
     s.add_argument("--from-start", dest="from_start", action="store_true", help="read the topics from their start")
-    s.add_argument("--for", dest="for_s", type=float, default=None, help="stop after this many seconds")
+    s.add_argument("--for", dest="for_s", type=parse_duration, help="stop after this long (default: run until stopped)")
     s.set_defaults(func=cmd_ui)
