@@ -99,15 +99,62 @@ def _table_env(s: Settings, extra_conf: dict[str, str] | None = None):
     )
 
 
+class _PlannerThread:
+    """Plans on whichever JVM thread py4j gives the call (FLINK-36298, fixed after Flink 2.2.1).
+
+    Calcite keeps the planner's metadata provider in a thread-local
+    (``RelMetadataQueryBase.THREAD_PROVIDERS``) that Flink sets only on the thread that builds
+    the planner. py4j serves each connection of its pool on its own JVM thread, and a client
+    with more than one Python thread on the gateway (a stopper, a finaliser) can be handed
+    another connection later, so planning there fails with ``NullPointerException:
+    metadataHandlerProvider``. This keeps the provider read on the building thread and sets it
+    on the current one before each planning call; a call that still lands on an unset thread
+    (another thread took the connection in between) is retried, logged.
+    """
+
+    ATTEMPTS = 3
+
+    def __init__(self, t_env):
+        from pyflink.java_gateway import get_gateway
+
+        loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()
+        base = get_gateway().jvm.java.lang.Class.forName(
+            "org.apache.calcite.rel.metadata.RelMetadataQueryBase", True, loader
+        )
+        self._local = base.getField("THREAD_PROVIDERS").get(None)
+        self._providers = self._local.get()
+        self._t_env = t_env
+
+    def execute_sql(self, statement: str):
+        from py4j.protocol import Py4JJavaError
+
+        for attempt in range(1, self.ATTEMPTS + 1):
+            if self._providers is not None:
+                self._local.set(self._providers)
+            try:
+                return self._t_env.execute_sql(statement)
+            except Py4JJavaError as e:
+                if "metadataHandlerProvider" not in str(e.java_exception) or attempt == self.ATTEMPTS:
+                    raise
+                log.warning(
+                    "planning met FLINK-36298 on a fresh py4j thread (attempt %d of %d); planning again",
+                    attempt,
+                    self.ATTEMPTS,
+                )
+        raise AssertionError("unreachable")
+
+
 def _job(s: Settings, extra_conf: dict[str, str] | None = None):
-    """The table environment and the ``StatementSet`` holding the whole job, one plan.
+    """The planner and the whole job as one ``STATEMENT SET`` block, one plan.
 
     The scorer is the Python table function ``score_batch`` over the view ``batches``, so the
-    planner sees every sink at once and reads the readings topic once.
+    planner sees every sink at once and reads the readings topic once. The block is planned by
+    one SQL call (``EXECUTE``/``EXPLAIN STATEMENT SET``) through :class:`_PlannerThread`.
     """
     from sensorwatch.udfs.flink import OUTPUT_COLUMNS, score_batch_function
 
     t_env = _table_env(s, extra_conf)
+    planner = _PlannerThread(t_env)
     t_env.create_temporary_function("score_batch", score_batch_function(s))
     sql = statements(s)
     for stmt in sql["ddl"] + sql["views"]:
@@ -117,27 +164,22 @@ def _job(s: Settings, extra_conf: dict[str, str] | None = None):
 SELECT {cols} FROM batches, LATERAL TABLE(score_batch(batch)) AS T({cols})""")
     for stmt in sql["scored_views"]:
         t_env.execute_sql(stmt)
-    ss = t_env.create_statement_set()
-    for stmt in sql["inserts"] + sql["scored_inserts"]:
-        ss.add_insert_sql(stmt)
-    return t_env, ss
-
-
-def build(s: Settings, extra_conf: dict[str, str] | None = None):
-    """A ``StatementSet`` holding the whole job, one plan: ready to ``execute``."""
-    return _job(s, extra_conf)[1]
+    inserts = "".join(f"{stmt.strip().rstrip(';')};\n" for stmt in sql["inserts"] + sql["scored_inserts"])
+    return t_env, planner, f"STATEMENT SET\nBEGIN\n{inserts}END"
 
 
 def explain(s: Settings) -> str:
     """The optimised plan of the whole job (``sensorwatch job --explain``)."""
-    return build(s).explain()
+    _, planner, block = _job(s)
+    with planner.execute_sql(f"EXPLAIN {block}").collect() as rows:
+        return "\n".join(str(row[0]) for row in rows)
 
 
 def run(s: Settings, detached: bool = False, extra_conf: dict[str, str] | None = None):
     """Run the job; with ``detached`` return its ``JobClient`` at once, else wait for it to end.
     ``extra_conf``: Flink options on top of :func:`flink_configuration` (e.g. ``rest.port``)."""
-    t_env, ss = _job(s, extra_conf)
-    result = ss.execute()
+    t_env, planner, block = _job(s, extra_conf)
+    result = planner.execute_sql(f"EXECUTE {block}")
     # `flink run -d` submits detached (execution.attached=false): the client must not wait
     attached = t_env.get_config().get("execution.attached", "true").strip().lower() != "false"
     if detached or not attached:
