@@ -12,6 +12,9 @@ the record in Kafka, against the raw Kafka consume rate of the same topic, in on
    (anomaly and incident records), its progress read from the ``windows_scored`` metric
    (Flink REST); ``no_incident_stage_readings_per_s`` the same without the incident stage
    (``job.incidents.enabled`` off), and ``incident_stage_ratio`` the first over the second.
+   ``device_format_readings_per_s``: the same fleet preloaded as device messages
+   (``kafka.readings_format: device``, one message per device and second, 3 tags each) through
+   the default job, and ``device_format_ratio`` that over ``readings_per_s``.
 5. ``p50/p99_latency_s``: the job with its default configuration (anomaly records only) on
    fresh topics while the fleet is paced at ``--paced-rate`` readings/s; for every anomaly
    record, its Kafka timestamp minus the wall time its last tumbling window fired
@@ -185,6 +188,7 @@ def main() -> int:
     ap.add_argument("--paced-rate", type=float, default=20_000.0, help="readings/s of the latency run")
     ap.add_argument("--paced-s", type=float, default=60.0, help="wall seconds of the latency run")
     ap.add_argument("--work", default=".sensorwatch/bench-pipeline")
+    ap.add_argument("--skip-paced", action="store_true", help="leave out the latency runs (their figures are null)")
     args = ap.parse_args()
 
     work = Path(args.work)
@@ -240,9 +244,28 @@ def main() -> int:
             flush=True,
         )
 
+        # the same fleet as device messages (3 tags per message), through the default job
+        d = bench_topics(s)
+        d.kafka.readings_format = "device"
+        dstats = simulate(d.simulator, d.kafka, fleet=fleet)
+        local.flush_watermark(d, fleet.end_ms + 120_000)
+        device_raw = raw_consume_rate(d, dstats.messages)
+        device_progress = default_config_rate(d, windows)
+        device_rate = steady_rate(device_progress) * dstats.readings / (windows + n_sensors * (s.job.seq_len - 1))
+        print(
+            f"device messages: {dstats.messages:,} messages of {dstats.readings / dstats.messages:.2f} readings; "
+            f"raw consume {device_raw * dstats.readings / dstats.messages:,.0f} readings/s; "
+            f"default job {device_progress[-1][1]:,} windows scored, {device_rate:,.0f} readings/s "
+            f"({device_rate / default_rate:.2f}x the one-reading format)",
+            flush=True,
+        )
+
         # latency under a paced load: the default job (anomaly records only), then every score
         paced = {}
         for label, emit in (("anomalies", False), ("all_scores", True)):
+            if args.skip_paced:
+                paced[label] = {"readings_per_s": None, "records": None, "p50_s": None, "p99_s": None, "max_s": None}
+                continue
             paced[label] = paced_latency(s, args, n_sensors, emit_scores=emit)
             print(f"paced {label}: {paced[label]}", flush=True)
         figures = {
@@ -255,6 +278,11 @@ def main() -> int:
             "incident_stage_ratio": round(default_rate / bare_rate, 3),
             "all_scores_readings_per_s": round(readings_rate),
             "all_scores_ratio": round(readings_rate / kafka_rate, 3),
+            "device_format_readings_per_s": round(device_rate),
+            "device_format_ratio": round(device_rate / default_rate, 3),
+            "device_format_readings_per_message": round(dstats.readings / dstats.messages, 3),
+            "device_format_kafka_consume_readings_per_s": round(device_raw * dstats.readings / dstats.messages),
+            "device_format_windows_scored": device_progress[-1][1],
             "backlog_readings": total,
             "backlog_windows_scored": windows,
             "paced_readings_per_s": paced["anomalies"]["readings_per_s"],

@@ -14,6 +14,7 @@ from sensorwatch.core.jars import fetch, flink_jars
 pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "readings.json").read_text())
+DEVICE_VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "device_messages.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,10 @@ def table_env():
     env.get_config().set("parallelism.default", "1")
     env.execute_sql("CREATE TEMPORARY FUNCTION parse_reading AS 'io.sensorwatch.flink.ParseReading' LANGUAGE JAVA")
     env.execute_sql("CREATE TEMPORARY FUNCTION reading_time AS 'io.sensorwatch.flink.ReadingTime' LANGUAGE JAVA")
+    env.execute_sql(
+        "CREATE TEMPORARY FUNCTION parse_device_message AS 'io.sensorwatch.flink.ParseDeviceMessage' LANGUAGE JAVA"
+    )
+    env.execute_sql("CREATE TEMPORARY FUNCTION message_time AS 'io.sensorwatch.flink.DeviceMessageTime' LANGUAGE JAVA")
     return env
 
 
@@ -65,3 +70,49 @@ def test_jvm_parser_matches_shared_vectors(table_env):
         else:
             assert reason is not None and reason.split(":")[0] == case["expect"], (case["payload"], reason)
             assert rowtime == case["kafka_ts"], "an invalid reading's event time must be its record time"
+
+
+def test_jvm_device_message_parser_matches_shared_vectors(table_env):
+    """One row per value (its place in ``part``), a value rejected alone among kept ones, one
+    row without a part for a message rejected whole; the watermark's time as for readings."""
+    from pyflink.table import DataTypes
+
+    lim = DEVICE_VECTORS["limits"]
+    cases = DEVICE_VECTORS["cases"]
+    t = table_env.from_elements(
+        [(i, c["payload"], c["kafka_ts"]) for i, c in enumerate(cases)],
+        DataTypes.ROW(
+            [
+                DataTypes.FIELD("i", DataTypes.INT()),
+                DataTypes.FIELD("payload", DataTypes.STRING()),
+                DataTypes.FIELD("kts", DataTypes.BIGINT()),
+            ]
+        ),
+    )
+    table_env.create_temporary_view("device_vectors", t)
+    args = (
+        f"payload, kts, CAST({lim['max_past_ms']} AS BIGINT), CAST({lim['max_future_ms']} AS BIGINT), "
+        f"{lim['max_payload_bytes']}, CAST({lim['max_abs_value']} AS DOUBLE)"
+    )
+    result = table_env.execute_sql(
+        f"SELECT i, r.device, r.tag, r.ts, r.val, r.reason, r.part, message_time({args}) "
+        f"FROM device_vectors, LATERAL TABLE(parse_device_message({args})) AS T(r)"
+    )
+    rows: dict[int, list] = {}
+    for row in result.collect():
+        rows.setdefault(row[0], []).append(tuple(row)[1:])
+    assert sorted(rows) == list(range(len(cases)))
+    for i, case in enumerate(cases):
+        got = sorted(rows[i], key=lambda r: -1 if r[5] is None else r[5])
+        if case["expect"] != "ok":
+            assert len(got) == 1, (case, got)
+            _, tag, ts, val, reason, part, rowtime = got[0]
+            assert reason.split(":")[0] == case["expect"] and part is None and tag is None, (case["payload"], got)
+            assert rowtime == case["kafka_ts"], "a rejected message's event time must be its record time"
+            continue
+        kept = [[d, tag, ts, val] for d, tag, ts, val, reason, _part, _rt in got if reason is None]
+        rejected = [[tag, reason.split(":")[0]] for _d, tag, _ts, _val, reason, _part, _rt in got if reason]
+        assert kept == case["readings"], case
+        assert rejected == case["rejected"], case
+        assert [r[5] for r in got] == list(range(len(got))), "every value has its place in the message"
+        assert {r[6] for r in got} == {case["readings"][0][2]}, "a message's values share its time"

@@ -129,17 +129,21 @@ class ModelServerProcess:
 
 
 def flush_watermark(settings: Settings, event_ts_ms: int) -> int:
-    """Send one valid reading (sensor ``watermark/flush``) to every partition of the readings topic
+    """Send one valid reading (sensor ``watermark/flush``, in the topic's format) to every partition of the readings topic
     at ``event_ts_ms``, so every partition's watermark passes the windows before it: at the end of
     a finite stream, the last windows close. Returns the number sent (they are readings, and
     reconcile as such)."""
+    from sensorwatch.core.contracts import device_message
     from sensorwatch.core.kafka import producer
 
     p = producer(settings.kafka, acks="all")
     try:
         parts = sorted(p.partitions_for(settings.kafka.topics.readings))
         for part in parts:
-            value = json.dumps({"device": "watermark", "tag": "flush", "ts": event_ts_ms, "value": 0.0})
+            if settings.kafka.readings_format == "device":
+                value = device_message("watermark", event_ts_ms, {"flush": 0.0})
+            else:
+                value = json.dumps({"device": "watermark", "tag": "flush", "ts": event_ts_ms, "value": 0.0})
             p.send(
                 settings.kafka.topics.readings,
                 value.encode(),

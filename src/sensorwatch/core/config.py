@@ -39,7 +39,7 @@ class TopicsConfig(_Section):
     """Kafka topic names. Every topic the stack creates and the job reads or writes."""
 
     readings: str = "sensorwatch.readings"
-    """raw readings in (JSON {device, tag, ts, value})"""
+    """raw readings in: one JSON {device, tag, ts, value} per reading, or one {device, ts, values} per device and time (kafka.readings_format)"""
     aggregates: str = "sensorwatch.aggregates"
     """tumbling-window means per sensor: the training data"""
     anomalies: str = "sensorwatch.anomalies"
@@ -86,6 +86,8 @@ class KafkaConfig(_Section):
     replication_factor: int = Field(1, ge=1)
     """replicas of each topic the stack creates"""
     topics: TopicsConfig = TopicsConfig()
+    readings_format: Literal["reading", "device"] = "reading"
+    """the format of topics.readings: reading, one message per reading {device, tag, ts, value}; device, one message per device and time {device, ts, values: {tag: number}} (IoT Hub, AWS IoT, Sparkplug style), read by the job and written by the simulator"""
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:

@@ -6,6 +6,10 @@ holds cases that both must classify alike (same reason code).
 
 * reading     ``{"device", "tag", "ts", "value"}``; ts is epoch ms or ISO-8601 with an offset.
   A sensor is ``device/tag``.
+* device message ``{"device", "ts", "values": {"<tag>": <number>, ...}}``: one message per device
+  and time (``kafka.topics.readings_format: device``); the same rules, the envelope's rejecting
+  the message whole and a value's rejecting that value alone (``DeviceMessageParser.java``,
+  ``tests/vectors/device_messages.json``).
 * aggregate   ``{"sensor", "device", "tag", "window_start", "window_end", "mean", "stddev", "count",
   "closed_ts"}``; Kafka key ``sensor@window_end``, Kafka timestamp the window end.
 * anomaly     see :func:`anomaly_record`; carries sensor, window bounds, the S values,
@@ -31,6 +35,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_TS = 253402300799999  # 9999-12-31T23:59:59.999Z
 _DEFAULT_LIMITS = ValidationConfig()
 READING_FIELDS = ("device", "tag", "ts", "value")
+DEVICE_MESSAGE_FIELDS = ("device", "ts", "values")
 
 #: Reason codes, identical to ReadingParser.java.
 REASON_CODES = (
@@ -132,10 +137,8 @@ def parse_ts(raw: Any) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def parse_reading(
-    payload: str | bytes | None, kafka_ts: int | None = None, limits: ValidationConfig = _DEFAULT_LIMITS
-) -> Reading:
-    """Validate one reading payload; raise :class:`ContractError` with a reason code."""
+def _load_object(payload: str | bytes | None, limits: ValidationConfig) -> dict[str, Any]:
+    """The payload as a JSON object, or :class:`ContractError` (the envelope's rules, in order)."""
     if payload is None:
         raise ContractError("empty", "record has no value")
     raw = payload.encode() if isinstance(payload, str) else payload
@@ -155,34 +158,29 @@ def parse_reading(
         raise ContractError("malformed_json", "nesting too deep") from None
     if not isinstance(obj, dict):
         raise ContractError("not_object", f"payload is a JSON {_kind(obj)}, not an object")
-    for key in obj:
-        if key not in READING_FIELDS:
-            raise ContractError("unknown_field", f"unknown field {_trunc(key)!r}")
-    ids = {}
-    for name in ("device", "tag"):
-        if name not in obj:
-            continue
-        v = obj[name]
-        if not isinstance(v, str):
-            raise ContractError("bad_type", f"{name} must be a string, got {_kind(v)}")
-        if not ID_PATTERN.fullmatch(v):
-            raise ContractError("bad_id", f"{name} must match {ID_PATTERN.pattern}, got {_trunc(v)!r}")
-        ids[name] = v
-    ts = parse_ts(obj["ts"]) if "ts" in obj else None
-    value = None
-    if "value" in obj:
-        v = obj["value"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ContractError("bad_type", f"value must be a number, got {_kind(v)}")
-        value = float(v) if not isinstance(v, int) or abs(v) < 2**1023 else math.inf
-        if not math.isfinite(value):
-            raise ContractError("bad_value", f"value {_trunc(str(v))} is not finite")
-        if abs(value) > limits.max_abs_value:
-            raise ContractError("bad_value", f"value {_trunc(str(v))} exceeds |{limits.max_abs_value}|")
-    for name in READING_FIELDS:
-        if name not in obj:
-            raise ContractError("missing_field", f'missing field "{name}"')
-    assert ts is not None and value is not None
+    return obj
+
+
+def _check_id(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ContractError("bad_type", f"{name} must be a string, got {_kind(v)}")
+    if not ID_PATTERN.fullmatch(v):
+        raise ContractError("bad_id", f"{name} must match {ID_PATTERN.pattern}, got {_trunc(v)!r}")
+    return v
+
+
+def _check_value(v: Any, limits: ValidationConfig) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ContractError("bad_type", f"value must be a number, got {_kind(v)}")
+    value = float(v) if not isinstance(v, int) or abs(v) < 2**1023 else math.inf
+    if not math.isfinite(value):
+        raise ContractError("bad_value", f"value {_trunc(str(v))} is not finite")
+    if abs(value) > limits.max_abs_value:
+        raise ContractError("bad_value", f"value {_trunc(str(v))} exceeds |{limits.max_abs_value}|")
+    return value
+
+
+def _check_time(ts: int, kafka_ts: int | None, limits: ValidationConfig) -> None:
     if ts < 0 or ts > MAX_TS:
         raise ContractError("bad_ts", f"ts {ts} is outside year 1970..9999")
     if kafka_ts is not None:
@@ -194,7 +192,83 @@ def parse_reading(
             raise ContractError(
                 "ts_in_future", f"ts {ts} is more than {limits.max_future_ms} ms after the record time {kafka_ts}"
             )
+
+
+def parse_reading(
+    payload: str | bytes | None, kafka_ts: int | None = None, limits: ValidationConfig = _DEFAULT_LIMITS
+) -> Reading:
+    """Validate one reading payload; raise :class:`ContractError` with a reason code."""
+    obj = _load_object(payload, limits)
+    for key in obj:
+        if key not in READING_FIELDS:
+            raise ContractError("unknown_field", f"unknown field {_trunc(key)!r}")
+    ids = {name: _check_id(name, obj[name]) for name in ("device", "tag") if name in obj}
+    ts = parse_ts(obj["ts"]) if "ts" in obj else None
+    value = _check_value(obj["value"], limits) if "value" in obj else None
+    for name in READING_FIELDS:
+        if name not in obj:
+            raise ContractError("missing_field", f'missing field "{name}"')
+    assert ts is not None and value is not None
+    _check_time(ts, kafka_ts, limits)
     return Reading(ids["device"], ids["tag"], ts, value)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMessage:
+    """A readable device message: its readings, and the values rejected alone (tag, error)."""
+
+    device: str
+    ts: int
+    readings: tuple[Reading, ...]
+    rejected: tuple[tuple[str, ContractError], ...]
+
+    def to_json(self) -> str:
+        return device_message(self.device, self.ts, {r.tag: r.value for r in self.readings})
+
+
+def device_message(device: str, ts: int, values: dict[str, float]) -> str:
+    """The device-message payload ``{"device", "ts", "values": {tag: value}}``."""
+    return json.dumps({"device": device, "ts": ts, "values": values})
+
+
+def parse_device_message(
+    payload: str | bytes | None, kafka_ts: int | None = None, limits: ValidationConfig = _DEFAULT_LIMITS
+) -> DeviceMessage:
+    """Validate one device message (``DeviceMessageParser.java``'s rules).
+
+    The envelope (syntax, fields, device, ts, size) raises :class:`ContractError`: the message
+    is rejected whole. A value that breaks its own rules (its tag is not an id; not a finite
+    number in range) is rejected alone, into ``rejected``, and the others are kept.
+
+    >>> m = parse_device_message('{"device": "p-1", "ts": 5, "values": {"flow": 2, "power": "high"}}')
+    >>> [r.sensor for r in m.readings], [(tag, e.code) for tag, e in m.rejected]
+    (['p-1/flow'], [('power', 'bad_type')])
+    """
+    obj = _load_object(payload, limits)
+    for key in obj:
+        if key not in DEVICE_MESSAGE_FIELDS:
+            raise ContractError("unknown_field", f"unknown field {_trunc(key)!r}")
+    device = _check_id("device", obj["device"]) if "device" in obj else None
+    ts = parse_ts(obj["ts"]) if "ts" in obj else None
+    values = obj.get("values")
+    if "values" in obj and not isinstance(values, dict):
+        raise ContractError("bad_type", f"values must be an object of tag: number, got {_kind(values)}")
+    for name in DEVICE_MESSAGE_FIELDS:
+        if name not in obj:
+            raise ContractError("missing_field", f'missing field "{name}"')
+    assert device is not None and ts is not None and isinstance(values, dict)
+    if not values:
+        raise ContractError("empty", "values holds no tag")
+    _check_time(ts, kafka_ts, limits)
+    readings, rejected = [], []
+    for tag, v in values.items():
+        try:
+            if not ID_PATTERN.fullmatch(tag):
+                raise ContractError("bad_id", f"values key must match {ID_PATTERN.pattern}, got {_trunc(tag)!r}")
+            readings.append(Reading(device, tag, ts, _check_value(v, limits)))
+        except ContractError as exc:
+            rejected.append((tag, ContractError(exc.code, f"values.{_trunc(tag)}: {exc.detail}")))
+    return DeviceMessage(device, ts, tuple(readings), tuple(rejected))
 
 
 def aggregate_record(

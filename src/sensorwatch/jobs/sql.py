@@ -8,6 +8,10 @@ for TUMBLE against ~1.5k rows/s for a Python keyed window; see docs/BENCHMARKS.m
    watermarks ``rowtime - out_of_orderness``, idle partitions excluded after ``idle_timeout_ms``.
 2. ``parsed``: ``parse_reading`` (Java) validates each payload; invalid ones go to the
    dead-letter topic, reason and whole payload included (Flink counter ``sensorwatch.invalid``).
+   With ``kafka.readings_format: device`` the topic holds one message per device and time, and
+   ``parse_device_message`` turns each into one row per value (a value rejected alone is one
+   dead letter, keyed ``topic/partition/offset#part``; a message rejected whole is one dead
+   letter); everything after this step is the same.
 3. Valid readings at or behind the current watermark are *late*: they go to the late topic
    (metric ``late``). Everything else is ahead of the watermark and so is certain to reach its
    window, which is why ``readings = aggregated + late + invalid`` holds exactly.
@@ -33,6 +37,8 @@ from sensorwatch.core.windows import FEATURES
 FUNCTIONS = {
     "parse_reading": "io.sensorwatch.flink.ParseReading",
     "reading_time": "io.sensorwatch.flink.ReadingTime",
+    "parse_device_message": "io.sensorwatch.flink.ParseDeviceMessage",
+    "message_time": "io.sensorwatch.flink.DeviceMessageTime",
     "epoch_ms": "io.sensorwatch.flink.EpochMillis",
     "now_ms": "io.sensorwatch.flink.NowMillis",
     "shard_of": "io.sensorwatch.flink.ShardOf",
@@ -171,6 +177,7 @@ def statements(s: Settings) -> dict[str, list[str]]:
         f"CAST({v.max_past_ms} AS BIGINT), CAST({v.max_future_ms} AS BIGINT), "
         f"{v.max_payload_bytes}, CAST({v.max_abs_value!r} AS DOUBLE)"
     )
+    device_messages = s.kafka.readings_format == "device"
     start_mode = {"group-offsets": "group-offsets", "earliest": "earliest-offset", "latest": "latest-offset"}[
         job.start_from
     ]
@@ -191,7 +198,7 @@ def statements(s: Settings) -> dict[str, list[str]]:
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-  rt AS reading_time(payload, kafka_ts, {limits}),
+  rt AS {"message_time" if device_messages else "reading_time"}(payload, kafka_ts, {limits}),
   WATERMARK FOR rt AS rt - {_interval(job.out_of_orderness_ms)}
 ) {_with(source)}""",
         f"""CREATE TEMPORARY TABLE dead_letters_out (
@@ -222,10 +229,19 @@ def statements(s: Settings) -> dict[str, list[str]]:
     src = _q(t.readings)
     cut = v.dead_letter_payload_chars
     devices = device_predicate(s.serving.device_models)
+    # a record's key: its place in the topic, and in a device message the value's place in it
+    key = f"CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)"
+    key += ", COALESCE(CONCAT('#', CAST(r.part AS STRING)), ''))" if device_messages else ")"
+    parse = (
+        f"""SELECT T.r, payload, kafka_ts, kafka_partition, kafka_offset, rt
+FROM readings, LATERAL TABLE(parse_device_message(payload, kafka_ts, {limits})) AS T(r)"""
+        if device_messages
+        else f"""SELECT parse_reading(payload, kafka_ts, {limits}) AS r, payload, kafka_ts, kafka_partition, kafka_offset, rt
+FROM readings"""
+    )
     views = [
         f"""CREATE TEMPORARY VIEW parsed AS
-SELECT parse_reading(payload, kafka_ts, {limits}) AS r, payload, kafka_ts, kafka_partition, kafka_offset, rt
-FROM readings""",
+{parse}""",
         """CREATE TEMPORARY VIEW on_time AS
 SELECT tally('on_time', r.device) AS device, r.tag AS tag, r.val AS val, rt
 FROM parsed
@@ -268,14 +284,14 @@ UNION ALL
 SELECT shard, batch_end, batch FROM device_batches""")
     inserts = [
         f"""INSERT INTO dead_letters_out
-SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),
+SELECT {key},
   tally('invalid', r.reason),
   CASE WHEN CHAR_LENGTH(payload) > {cut} THEN SUBSTRING(payload, 1, {cut}) ELSE payload END,
   COALESCE(CHAR_LENGTH(payload) > {cut}, FALSE), CHAR_LENGTH(payload),
   {src}, kafka_partition, kafka_offset, epoch_ms(kafka_ts)
 FROM parsed WHERE r.reason IS NOT NULL""",
         f"""INSERT INTO late_out
-SELECT CONCAT({src}, '/', CAST(kafka_partition AS STRING), '/', CAST(kafka_offset AS STRING)),
+SELECT {key},
   tally('late', CONCAT(r.device, '/', r.tag)), r.ts, r.val, epoch_ms(CURRENT_WATERMARK(rt)), payload, {src},
   kafka_partition, kafka_offset, epoch_ms(kafka_ts)
 FROM parsed

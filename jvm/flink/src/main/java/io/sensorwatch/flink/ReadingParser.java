@@ -28,7 +28,7 @@ public final class ReadingParser {
     /** Largest epoch-millisecond value accepted at all (9999-12-31T23:59:59.999Z). */
     static final long MAX_TS = 253402300799999L;
 
-    private static final JsonFactory FACTORY =
+    static final JsonFactory FACTORY =
             JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
     private ReadingParser() {}
@@ -45,6 +45,12 @@ public final class ReadingParser {
             Result r = new Result();
             r.reason = detail == null ? code : code + ": " + truncate(detail);
             return r;
+        }
+
+        /** From a whole reason, {@code "code: detail"}, as the helpers below return it. */
+        static Result rejected(String reason) {
+            int colon = reason.indexOf(": ");
+            return colon < 0 ? reject(reason, null) : reject(reason.substring(0, colon), reason.substring(colon + 2));
         }
     }
 
@@ -129,14 +135,9 @@ public final class ReadingParser {
         if (payload == null) {
             return Result.reject("empty", "record has no value");
         }
-        // Cheap bound first: a char is at most 3 UTF-8 bytes here, and at least one.
-        if (payload.length() > maxBytes
-                || (payload.length() * 3 > maxBytes
-                        && payload.getBytes(StandardCharsets.UTF_8).length > maxBytes)) {
-            return Result.reject(
-                    "too_large",
-                    "payload of " + payload.getBytes(StandardCharsets.UTF_8).length
-                            + " bytes exceeds " + maxBytes);
+        String tooLarge = sizeError(payload, maxBytes);
+        if (tooLarge != null) {
+            return Result.rejected(tooLarge);
         }
         Result r = new Result();
         try (JsonParser p = FACTORY.createParser(payload)) {
@@ -177,38 +178,19 @@ public final class ReadingParser {
                         break;
                     case "ts":
                         hasTs = true;
-                        if (v == JsonToken.VALUE_NUMBER_INT) {
-                            if (p.getNumberType() == JsonParser.NumberType.BIG_INTEGER) {
-                                return Result.reject("bad_ts", "ts " + truncate(p.getText()) + " is out of range");
-                            }
-                            r.ts = p.getLongValue();
-                        } else if (v == JsonToken.VALUE_STRING) {
-                            try {
-                                r.ts = OffsetDateTime.parse(p.getText(), DateTimeFormatter.ISO_OFFSET_DATE_TIME)
-                                        .toInstant().toEpochMilli();
-                            } catch (DateTimeParseException | ArithmeticException e) {
-                                return Result.reject(
-                                        "bad_ts",
-                                        "ts string must be ISO-8601 with a UTC offset, got " + quote(p.getText()));
-                            }
-                        } else {
-                            return Result.reject(
-                                    "bad_type", "ts must be epoch milliseconds or an ISO-8601 string, got " + kind(v));
+                        long[] out = TS_OUT.get();
+                        String badTs = readTs(p, v, out);
+                        if (badTs != null) {
+                            return Result.rejected(badTs);
                         }
+                        r.ts = out[0];
                         break;
                     case "value":
-                        if (v != JsonToken.VALUE_NUMBER_INT && v != JsonToken.VALUE_NUMBER_FLOAT) {
-                            return Result.reject("bad_type", "value must be a number, got " + kind(v));
+                        String badValue = valueError(p, v, maxAbsValue);
+                        if (badValue != null) {
+                            return Result.rejected(badValue);
                         }
-                        double d = p.getValueAsDouble();
-                        if (Double.isNaN(d) || Double.isInfinite(d)) {
-                            return Result.reject("bad_value", "value " + truncate(p.getText()) + " is not finite");
-                        }
-                        if (Math.abs(d) > maxAbsValue) {
-                            return Result.reject(
-                                    "bad_value", "value " + truncate(p.getText()) + " exceeds |" + maxAbsValue + "|");
-                        }
-                        r.value = d;
+                        r.value = p.getValueAsDouble();
                         break;
                     default:
                         return Result.reject("unknown_field", "unknown field " + quote(name));
@@ -237,23 +219,77 @@ public final class ReadingParser {
         } catch (java.io.IOException e) {
             return Result.reject("malformed_json", e.getMessage());
         }
-        if (r.ts < 0 || r.ts > MAX_TS) {
-            return Result.reject("bad_ts", "ts " + r.ts + " is outside year 1970..9999");
-        }
-        if (kafkaTs != null) {
-            if (r.ts < kafkaTs - maxPastMs) {
-                return Result.reject(
-                        "ts_too_old", "ts " + r.ts + " is more than " + maxPastMs + " ms before the record time " + kafkaTs);
-            }
-            if (r.ts > kafkaTs + maxFutureMs) {
-                return Result.reject(
-                        "ts_in_future", "ts " + r.ts + " is more than " + maxFutureMs + " ms after the record time " + kafkaTs);
-            }
-        }
-        return r;
+        String badTime = timeError(r.ts, kafkaTs, maxPastMs, maxFutureMs);
+        return badTime == null ? r : Result.rejected(badTime);
     }
 
-    private static String kind(JsonToken t) {
+    private static final ThreadLocal<long[]> TS_OUT = ThreadLocal.withInitial(() -> new long[1]);
+
+    /** "too_large: ..." when {@code payload} exceeds {@code maxBytes} UTF-8 bytes, else null. */
+    static String sizeError(String payload, int maxBytes) {
+        // Cheap bound first: a char is at most 3 UTF-8 bytes here, and at least one.
+        if (payload.length() > maxBytes
+                || (payload.length() * 3 > maxBytes
+                        && payload.getBytes(StandardCharsets.UTF_8).length > maxBytes)) {
+            return "too_large: payload of " + payload.getBytes(StandardCharsets.UTF_8).length
+                    + " bytes exceeds " + maxBytes;
+        }
+        return null;
+    }
+
+    /** Reads the ts token {@code v} into {@code out[0]}; the reason when it is not a time, else null. */
+    static String readTs(JsonParser p, JsonToken v, long[] out) throws java.io.IOException {
+        if (v == JsonToken.VALUE_NUMBER_INT) {
+            if (p.getNumberType() == JsonParser.NumberType.BIG_INTEGER) {
+                return "bad_ts: ts " + truncate(p.getText()) + " is out of range";
+            }
+            out[0] = p.getLongValue();
+            return null;
+        }
+        if (v == JsonToken.VALUE_STRING) {
+            try {
+                out[0] = OffsetDateTime.parse(p.getText(), DateTimeFormatter.ISO_OFFSET_DATE_TIME)
+                        .toInstant().toEpochMilli();
+                return null;
+            } catch (DateTimeParseException | ArithmeticException e) {
+                return "bad_ts: ts string must be ISO-8601 with a UTC offset, got " + quote(p.getText());
+            }
+        }
+        return "bad_type: ts must be epoch milliseconds or an ISO-8601 string, got " + kind(v);
+    }
+
+    /** The reason the value token {@code v} is not an accepted number, else null (read it with getValueAsDouble). */
+    static String valueError(JsonParser p, JsonToken v, double maxAbsValue) throws java.io.IOException {
+        if (v != JsonToken.VALUE_NUMBER_INT && v != JsonToken.VALUE_NUMBER_FLOAT) {
+            return "bad_type: value must be a number, got " + kind(v);
+        }
+        double d = p.getValueAsDouble();
+        if (Double.isNaN(d) || Double.isInfinite(d)) {
+            return "bad_value: value " + truncate(p.getText()) + " is not finite";
+        }
+        if (Math.abs(d) > maxAbsValue) {
+            return "bad_value: value " + truncate(p.getText()) + " exceeds |" + maxAbsValue + "|";
+        }
+        return null;
+    }
+
+    /** The reason {@code ts} is outside the calendar or the record time's bounds, else null. */
+    static String timeError(long ts, Long kafkaTs, long maxPastMs, long maxFutureMs) {
+        if (ts < 0 || ts > MAX_TS) {
+            return "bad_ts: ts " + ts + " is outside year 1970..9999";
+        }
+        if (kafkaTs != null) {
+            if (ts < kafkaTs - maxPastMs) {
+                return "ts_too_old: ts " + ts + " is more than " + maxPastMs + " ms before the record time " + kafkaTs;
+            }
+            if (ts > kafkaTs + maxFutureMs) {
+                return "ts_in_future: ts " + ts + " is more than " + maxFutureMs + " ms after the record time " + kafkaTs;
+            }
+        }
+        return null;
+    }
+
+    static String kind(JsonToken t) {
         if (t == null) {
             return "end of input";
         }
@@ -277,7 +313,7 @@ public final class ReadingParser {
         }
     }
 
-    private static String quote(String s) {
+    static String quote(String s) {
         return "\"" + truncate(s) + "\"";
     }
 
