@@ -52,6 +52,7 @@ from sensorwatch.core.incidents import IncidentRules, IncidentTracker
 from sensorwatch.core.kafka import librdkafka_options
 from sensorwatch.core.paths import shared_dir
 from sensorwatch.core.windows import aggregate_readings
+from sensorwatch.serving.repository import incident_seeds
 from sensorwatch.stack import LocalStack
 from sensorwatch.stack.kafka_broker import free_port
 from sensorwatch.stack.topics import HISTORICAL
@@ -120,22 +121,6 @@ def replay(s: Settings, series: list[Series]) -> int:
     return int(ts.size)
 
 
-def seeds(s: Settings) -> dict[str, tuple[float, float, float]]:
-    """Sensor -> its model's incident seed, from the reports in the model repository."""
-    from sensorwatch.serving.repository import read_report
-
-    out = {}
-    for version in Path(s.serving.model_base_path).glob("*/*/"):
-        for sensor, r in (read_report(version) or {"sensors": {}})["sensors"].items():
-            seed = r.get("incident_seed") or {}
-            out[sensor] = (
-                seed.get("count", float("nan")),
-                seed.get("mean", float("nan")),
-                seed.get("variance", float("nan")),
-            )
-    return out
-
-
 def detections(s: Settings, series: list[Series], incidents: list[dict], scored: dict[str, dict]):
     """(alerts as emitted, calibrated score per row, counts) per series.
 
@@ -146,7 +131,7 @@ def detections(s: Settings, series: list[Series], incidents: list[dict], scored:
     for r in scored.values():
         if r.get("status", "scored") == "scored":
             by_sensor.setdefault(r["sensor"], []).append(r)
-    seed = seeds(s)
+    seed = incident_seeds(s.serving.model_base_path)
     rules: IncidentRules = s.job.incidents
     det, cal = {}, {}
     opened = {r["incident_id"]: r for r in incidents if r["event"] == "opened"}

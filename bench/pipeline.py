@@ -15,6 +15,10 @@ the record in Kafka, against the raw Kafka consume rate of the same topic, in on
    ``device_format_readings_per_s``: the same fleet preloaded as device messages
    (``kafka.readings_format: device``, one message per device and second, 3 tags each) through
    the default job, and ``device_format_ratio`` that over ``readings_per_s``.
+   ``parallelism_N_ratio`` (``--parallelism N``, default 2): the default job through
+   ``flink run -py`` on a standalone cluster from the wheel's scripts, one TaskManager of N
+   slots, at parallelism 1 and then N on the same backlog (4 partitions); the per-slot rate
+   and the ratio of N to 1.
 5. ``p50/p99_latency_s``: the job with its default configuration (anomaly records only) on
    fresh topics while the fleet is paced at ``--paced-rate`` readings/s; for every anomaly
    record, its Kafka timestamp minus the wall time its last tumbling window fired
@@ -30,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -146,8 +152,48 @@ def paced_latency(s: Settings, args, n_sensors: int, emit_scores: bool) -> dict:
     }
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            out += [int(child), *_descendants(int(child))]
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def job_memory(rest: int) -> dict:
+    """The running mini-cluster's memory: its JVM's heap in use (Flink REST, the TaskManager's
+    ``Status.JVM.Memory.Heap.Used``) and resident size, and the resident size of its Python
+    workers (the ``beam_boot`` processes the JVM starts, with their children)."""
+    jvms = [
+        p for p in _descendants(os.getpid()) if "org.apache.flink" in _cmdline(p) and "kafka.Kafka" not in _cmdline(p)
+    ]
+    workers = [p for j in jvms for p in _descendants(j) if "python" in _cmdline(p).split(" ")[0]]
+    tms = json.load(urllib.request.urlopen(f"http://127.0.0.1:{rest}/taskmanagers", timeout=10))["taskmanagers"]
+    heap = 0.0
+    for tm in tms:
+        url = f"http://127.0.0.1:{rest}/taskmanagers/{tm['id']}/metrics?get=Status.JVM.Memory.Heap.Used"
+        heap += sum(float(m["value"]) for m in json.load(urllib.request.urlopen(url, timeout=10)))
+    return {
+        "tm_heap_used_mib": round(heap / 2**20, 1),
+        "jvm_rss_mib": round(sum(map(_rss_mib, jvms)), 1),
+        "python_worker_rss_mib": round(sum(map(_rss_mib, workers)), 1),
+        "python_worker_processes": len(workers),
+    }
+
+
 def default_config_rate(
-    a: Settings, windows: int, max_s: float = 1200, incidents: bool = True
+    a: Settings, windows: int, max_s: float = 1200, incidents: bool = True, memory: dict | None = None
 ) -> list[tuple[float, int]]:
     """The job with its default configuration (anomaly and incident records; without the
     incident stage when not ``incidents``) on the same preloaded readings, fresh output topics:
@@ -176,9 +222,66 @@ def default_config_rate(
                 last_change = time.monotonic()
             if n >= windows:
                 break
+        if memory is not None:
+            memory.update(job_memory(rest))  # after the whole backlog: every sensor's state is in
     finally:
         job.cancel().result()
     return progress
+
+
+def standalone_rates(a: Settings, windows: int, work: Path, parallelism: int, max_s: float = 1200) -> dict[int, float]:
+    """The default job, ``flink run -py jobs/anomaly_job.py`` on a standalone cluster from the
+    wheel's scripts (one TaskManager of ``parallelism`` slots), on the same preloaded readings at
+    parallelism 1 and then ``parallelism``: windows scored per second (``windows_scored``
+    metric, Flink REST) between 30 % and 95 % of the backlog, per parallelism."""
+    import yaml
+
+    from sensorwatch.app.standalone import REPO, StandaloneCluster
+    from sensorwatch.core.config import json_value
+
+    assert a.kafka.partitions >= parallelism, "each slot's source needs a partition of its own"
+    cluster = StandaloneCluster(work / "flink", slots=parallelism).start()
+    rates: dict[int, float] = {}
+    try:
+        for p in sorted({1, parallelism}):
+            c = local.fresh_topics(a, "bench")
+            c.kafka.topics.readings = a.kafka.topics.readings
+            c.job.start_from, c.job.emit_scores, c.job.parallelism = "earliest", False, p
+            c.job.python_executable = sys.executable
+            conf = work / f"job-p{p}.yaml"
+            conf.write_text(yaml.safe_dump(json.loads(json.dumps(c.model_dump(mode="python"), default=json_value))))
+            res = cluster.run_py(REPO / "jobs" / "anomaly_job.py", "--config", str(conf))
+            found = [ln.rsplit(" ", 1)[1] for ln in res.stdout.splitlines() if "submitted with JobID" in ln]
+            if res.returncode != 0 or not found:
+                raise RuntimeError(f"flink run failed ({res.returncode}):\n{(res.stdout + res.stderr)[-3000:]}")
+            job_id, progress = found[0], []
+            t_end, last_change = time.monotonic() + max_s, time.monotonic()
+            try:
+                while time.monotonic() < t_end and time.monotonic() - last_change < 30:
+                    time.sleep(1.0)
+                    try:
+                        got = job_metrics(cluster.rest_port, job_id, ("sensorwatch.windows_scored",))
+                    except OSError:
+                        continue
+                    n = int(got.get("sensorwatch.windows_scored", 0))
+                    if not progress or n != progress[-1][1]:
+                        progress.append((time.monotonic(), n))
+                        last_change = time.monotonic()
+                    if n >= windows:
+                        break
+            finally:
+                req = urllib.request.Request(
+                    f"http://localhost:{cluster.rest_port}/jobs/{job_id}?mode=cancel", method="PATCH"
+                )
+                urllib.request.urlopen(req, timeout=10).close()
+            rates[p] = steady_rate(progress)
+            with urllib.request.urlopen(f"http://localhost:{cluster.rest_port}/jobs/{job_id}", timeout=10) as r:
+                ran = {v["parallelism"] for v in json.load(r)["vertices"]}
+            assert ran == {p}, f"the job asked for parallelism {p} and ran at {ran}"
+            print(f"standalone cluster, parallelism {p}: {progress[-1][1]:,} windows scored", flush=True)
+    finally:
+        cluster.stop()
+    return rates
 
 
 def main() -> int:
@@ -189,6 +292,9 @@ def main() -> int:
     ap.add_argument("--paced-s", type=float, default=60.0, help="wall seconds of the latency run")
     ap.add_argument("--work", default=".sensorwatch/bench-pipeline")
     ap.add_argument("--skip-paced", action="store_true", help="leave out the latency runs (their figures are null)")
+    ap.add_argument(
+        "--parallelism", type=int, default=2, help="the standalone cluster's run: parallelism 1 against this"
+    )
     args = ap.parse_args()
 
     work = Path(args.work)
@@ -229,7 +335,9 @@ def main() -> int:
             f"scored {windows:,} windows (about {expected:,} expected); job throughput {readings_rate:,.0f} readings/s",
             flush=True,
         )
-        default_progress = default_config_rate(a, windows)
+        memory: dict = {}
+        default_progress = default_config_rate(a, windows, memory=memory)
+        print(f"memory of the default job at {n_sensors:,} sensors: {memory}", flush=True)
         default_rate = steady_rate(default_progress) * readings_per_window
         print(
             f"default configuration: {default_progress[-1][1]:,} windows scored; "
@@ -260,6 +368,17 @@ def main() -> int:
             flush=True,
         )
 
+        # the default job on a standalone cluster at parallelism 1 and N, same backlog
+        slot_rates = {
+            p: r * readings_per_window for p, r in standalone_rates(a, windows, work, args.parallelism).items()
+        }
+        n = args.parallelism
+        print(
+            f"standalone cluster: parallelism 1 {slot_rates[1]:,.0f} readings/s; parallelism {n} "
+            f"{slot_rates[n]:,.0f} readings/s ({slot_rates[n] / n:,.0f} per slot, {slot_rates[n] / slot_rates[1]:.2f}x)",
+            flush=True,
+        )
+
         # latency under a paced load: the default job (anomaly records only), then every score
         paced = {}
         for label, emit in (("anomalies", False), ("all_scores", True)):
@@ -278,6 +397,11 @@ def main() -> int:
             "incident_stage_ratio": round(default_rate / bare_rate, 3),
             "all_scores_readings_per_s": round(readings_rate),
             "all_scores_ratio": round(readings_rate / kafka_rate, 3),
+            **{f"job_{k}": v for k, v in memory.items()},
+            "standalone_parallelism_1_readings_per_s": round(slot_rates[1]),
+            f"standalone_parallelism_{n}_readings_per_s": round(slot_rates[n]),
+            f"parallelism_{n}_per_slot_readings_per_s": round(slot_rates[n] / n),
+            f"parallelism_{n}_ratio": round(slot_rates[n] / slot_rates[1], 3),
             "device_format_readings_per_s": round(device_rate),
             "device_format_ratio": round(device_rate / default_rate, 3),
             "device_format_readings_per_message": round(dstats.readings / dstats.messages, 3),

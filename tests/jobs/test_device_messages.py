@@ -55,6 +55,8 @@ def test_device_messages_reconcile_and_score_like_readings(world):
     assert stats.messages * 2 < stats.readings, stats.to_dict()
     # every reading in is aggregated, late or dead-lettered, exactly once
     assert ledger.readings_accounted() == stats.readings + len(bad), ledger.raw
+    assert ledger.raw["aggregates"] == len(ledger.aggregates) and ledger.raw["dead"] == len(ledger.dead), ledger.raw
+    assert all(len(recs) == 1 for recs in ledger.outputs.values()), "a window scored twice"
 
     whole = [d for k, d in ledger.dead.items() if "#" not in k]
     alone = [d for k, d in ledger.dead.items() if "#" in k]
@@ -77,3 +79,19 @@ def test_device_messages_reconcile_and_score_like_readings(world):
     trained = [lab.to_dict() for lab in fleet.labels if not lab.sensor.startswith(UNTRAINED)]
     ev = evaluate(ledger.anomalies(), trained)
     assert ev.recall >= 0.9 and ev.precision >= 0.9, ev.to_dict()
+
+
+@pytest.mark.parametrize("fmt", ["reading", "device"])
+def test_one_parse_and_one_scorer_serve_every_sink(fmt):
+    """Every sink reads the one parse and the one scorer (the planner's reused sub-plans). A
+    device-message parse is a table function; read through a SQL view, each sink had its own
+    copy of the job after it and every window was scored once per sink."""
+    from sensorwatch.core.config import Settings
+    from sensorwatch.jobs.pipeline import explain
+
+    s = Settings()
+    s.kafka.readings_format = fmt
+    plan = explain(s).split("== Optimized Execution Plan ==")[-1]
+    assert plan.count("PythonCorrelate(invocation=[score_batch") == 1, plan
+    assert plan.count("Correlate(invocation=[parse_device_message") == (fmt == "device"), plan
+    assert plan.count("TableSourceScan(") == 1

@@ -329,3 +329,29 @@ def explanation_phrase(why: dict | None) -> str:
         return "driven by " + ", ".join(f"{t['tag']} {100 * t['share']:.0f}%" for t in why["tags"])
     hint = why.get("kind_hint") or "no kind hint"
     return f"{hint} in {why['feature']}" if why.get("feature") else hint
+
+
+def reference_openings(
+    rules: IncidentRules, window_ms: int, records, seeds: dict[str, tuple[float, float, float]]
+) -> dict[str, set[tuple[int, bool]]]:
+    """Sensor -> ``(start, learning)`` of every incident these rules open over ``records``, a
+    job's own per-window score records (status ``scored``), each sensor's in event-time order.
+
+    The job's incident stage runs the same rules in Flink state; a test (or a benchmark) that
+    compares its opened incidents with these checks that state, whatever happened to it on the
+    way (a restore, keys moved between slots), without trusting the job to say what it owes.
+    """
+    by_sensor: dict[str, list[dict]] = {}
+    for r in records:
+        if r.get("status", "scored") == "scored":
+            by_sensor.setdefault(r["sensor"], []).append(r)
+    out: dict[str, set[tuple[int, bool]]] = {}
+    for sensor, recs in by_sensor.items():
+        tracker = IncidentTracker(rules, window_ms)
+        opened = out.setdefault(sensor, set())
+        for r in sorted(recs, key=lambda r: r["window_end"]):
+            events = tracker.step(
+                r["window_end"], float(r["score"]), float(r["threshold"]), version=r["model_version"], seed=seeds.get(sensor)
+            )
+            opened |= {(e.start, e.learning) for e in events if e.event == "opened"}
+    return out

@@ -59,3 +59,14 @@ def task_metrics(
         got = _get(f"{base}/vertices/{v['id']}/metrics?get=" + ",".join(f"0.{n}" for n in names))
         out[v["name"]] = {m["id"][2:]: m["value"] for m in got}
     return out
+
+
+def subtask_records_in(rest_port: int, job_id: str, vertex: str, host: str = "127.0.0.1") -> list[int]:
+    """Records each parallel subtask of the task whose name holds ``vertex`` has read: how a
+    keyed operator's work is spread over the slots."""
+    base = f"http://{host}:{rest_port}/jobs/{job_id}"
+    for v in _get(base)["vertices"]:
+        if vertex in v["name"]:
+            subtasks = _get(f"{base}/vertices/{v['id']}")["subtasks"]
+            return [int(st["metrics"]["read-records"]) for st in sorted(subtasks, key=lambda st: st["subtask"])]
+    raise KeyError(f"no task of job {job_id} is named like {vertex!r}")

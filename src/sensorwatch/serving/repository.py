@@ -207,3 +207,19 @@ def read_report(version_dir: Path) -> dict | None:
     """The training report of a version folder, or None when training wrote none."""
     f = Path(version_dir) / "assets.extra" / REPORT_FILE
     return json.loads(f.read_text()) if f.is_file() else None
+
+
+def incident_seeds(model_base_path: Path) -> dict[str, tuple[float, float, float]]:
+    """Sensor -> its model's incident seed (count, mean, variance of its validation scores),
+    from the reports of every version in the repository: what the job's incident stage starts
+    each sensor's calibration from, for a reference run of the same rules."""
+    out = {}
+    for version in Path(model_base_path).glob("*/*/"):
+        for sensor, r in (read_report(version) or {"sensors": {}})["sensors"].items():
+            seed = r.get("incident_seed") or {}
+            out[sensor] = (
+                seed.get("count", float("nan")),
+                seed.get("mean", float("nan")),
+                seed.get("variance", float("nan")),
+            )
+    return out

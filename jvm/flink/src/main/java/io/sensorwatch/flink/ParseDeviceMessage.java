@@ -14,6 +14,9 @@ import org.apache.flink.types.Row;
  * {@code part}, the value's place in the message (0, 1, ...), which keys its late record or dead
  * letter apart from its siblings'. A value rejected alone has its reason and its part; a message
  * rejected whole is one row with its reason and no part.
+ *
+ * <p>The view that calls it must be one planned table read by every sink, not a SQL view
+ * expanded per reader (see {@code sensorwatch.jobs.pipeline._create_view}).
  */
 @FunctionHint(
         output = @DataTypeHint(
@@ -37,10 +40,5 @@ public class ParseDeviceMessage extends TableFunction<Row> {
             String payload, @DataTypeHint("TIMESTAMP_LTZ(3)") Instant kafkaTs, Long maxPastMs, Long maxFutureMs,
             Integer maxBytes, Double maxAbs) {
         eval(payload, kafkaTs == null ? null : kafkaTs.toEpochMilli(), maxPastMs, maxFutureMs, maxBytes, maxAbs);
-    }
-
-    @Override
-    public boolean isDeterministic() {
-        return false;
     }
 }
