@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.request
@@ -298,6 +299,7 @@ def main() -> int:
     args = ap.parse_args()
 
     work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)  # an earlier run's broker data: gigabytes
     s = Settings()
     s.stack.work_dir, s.stack.kafka_port, s.stack.controller_port = work / "stack", 0, 0
     port = free_port()

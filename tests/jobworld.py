@@ -42,3 +42,20 @@ def build_world(bootstrap: str, work: Path):
     assert out["failed"] == 0 and out["trained"] == 9, out
     server = local.ModelServerProcess(s, work / "server.log").start()
     return s, server
+
+
+def assert_whole_across(ledger: Ledger, readings: int, at_ms: int, what: str) -> tuple[set[str], dict[str, dict]]:
+    """Nothing lost or doubled across ``what`` (a stop, a rescale) at wall time ``at_ms``: the
+    aggregates, late readings and dead letters account for every reading sent, no record was
+    written twice (not even before a dedup), and every count window of a trained sensor is
+    scored, some on each side. Returns (the windows owed, the scored records by window)."""
+    s = ledger.s
+    assert ledger.readings_accounted() == readings
+    assert ledger.raw["aggregates"] == len(ledger.aggregates) and ledger.raw["dead"] == len(ledger.dead)
+    assert ledger.duplicates(s.kafka.topics.anomalies) == 0 and ledger.duplicates(s.kafka.topics.scores) == 0
+    want = {k for k in ledger.windows_expected() if not k.startswith(UNTRAINED)}
+    scored = ledger.scored()
+    assert want <= set(scored), f"{len(want - set(scored))} of {len(want)} windows lost across the {what}"
+    before = sum(r["processing_ts"] < at_ms for r in scored.values())
+    assert 0 < before < len(scored), f"windows are scored on both sides of the {what}"
+    return want, scored

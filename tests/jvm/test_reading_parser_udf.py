@@ -34,27 +34,25 @@ def table_env():
     return env
 
 
-def test_jvm_parser_matches_shared_vectors(table_env):
+def _vectors_view(table_env, name: str, vectors: dict) -> str:
+    """The cases as the view ``name`` (i, payload, kts); the parsers' arguments over it."""
     from pyflink.table import DataTypes
 
-    lim = VECTORS["limits"]
-    cases = VECTORS["cases"]
-    rows = [(i, c["payload"], c["kafka_ts"]) for i, c in enumerate(cases)]
-    t = table_env.from_elements(
-        rows,
-        DataTypes.ROW(
-            [
-                DataTypes.FIELD("i", DataTypes.INT()),
-                DataTypes.FIELD("payload", DataTypes.STRING()),
-                DataTypes.FIELD("kts", DataTypes.BIGINT()),
-            ]
-        ),
+    lim = vectors["limits"]
+    fields = [("i", DataTypes.INT()), ("payload", DataTypes.STRING()), ("kts", DataTypes.BIGINT())]
+    rows = [(i, c["payload"], c["kafka_ts"]) for i, c in enumerate(vectors["cases"])]
+    table_env.create_temporary_view(
+        name, table_env.from_elements(rows, DataTypes.ROW([DataTypes.FIELD(n, t) for n, t in fields]))
     )
-    table_env.create_temporary_view("vectors", t)
-    args = (
+    return (
         f"payload, kts, CAST({lim['max_past_ms']} AS BIGINT), CAST({lim['max_future_ms']} AS BIGINT), "
         f"{lim['max_payload_bytes']}, CAST({lim['max_abs_value']} AS DOUBLE)"
     )
+
+
+def test_jvm_parser_matches_shared_vectors(table_env):
+    cases = VECTORS["cases"]
+    args = _vectors_view(table_env, "vectors", VECTORS)
     result = table_env.execute_sql(
         f"SELECT i, r.device, r.tag, r.ts, r.val, r.reason, reading_time({args}) "
         f"FROM (SELECT i, kts, parse_reading({args}) AS r, payload FROM vectors)"
@@ -75,25 +73,9 @@ def test_jvm_parser_matches_shared_vectors(table_env):
 def test_jvm_device_message_parser_matches_shared_vectors(table_env):
     """One row per value (its place in ``part``), a value rejected alone among kept ones, one
     row without a part for a message rejected whole; the watermark's time as for readings."""
-    from pyflink.table import DataTypes
 
-    lim = DEVICE_VECTORS["limits"]
     cases = DEVICE_VECTORS["cases"]
-    t = table_env.from_elements(
-        [(i, c["payload"], c["kafka_ts"]) for i, c in enumerate(cases)],
-        DataTypes.ROW(
-            [
-                DataTypes.FIELD("i", DataTypes.INT()),
-                DataTypes.FIELD("payload", DataTypes.STRING()),
-                DataTypes.FIELD("kts", DataTypes.BIGINT()),
-            ]
-        ),
-    )
-    table_env.create_temporary_view("device_vectors", t)
-    args = (
-        f"payload, kts, CAST({lim['max_past_ms']} AS BIGINT), CAST({lim['max_future_ms']} AS BIGINT), "
-        f"{lim['max_payload_bytes']}, CAST({lim['max_abs_value']} AS DOUBLE)"
-    )
+    args = _vectors_view(table_env, "device_vectors", DEVICE_VECTORS)
     result = table_env.execute_sql(
         f"SELECT i, r.device, r.tag, r.ts, r.val, r.reason, r.part, message_time({args}) "
         f"FROM device_vectors, LATERAL TABLE(parse_device_message({args})) AS T(r)"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jobworld import UNTRAINED, Ledger, fresh_topics
+from jobworld import Ledger, assert_whole_across, fresh_topics
 from sensorwatch.app import local
 from sensorwatch.jobs.pipeline import run, stop_with_savepoint
 from sensorwatch.simulate import Fleet, simulate
@@ -51,17 +51,7 @@ def test_stop_with_savepoint_and_resume_loses_and_doubles_nothing(world, tmp_pat
     finally:
         (second or job).cancel().result()
 
-    # zero readings lost, none counted twice: aggregates, late and dead letters account for
-    # every reading sent, and no output key was written twice (not even before a dedup)
-    assert ledger.readings_accounted() == stats.readings
-    assert ledger.raw["aggregates"] == len(ledger.aggregates) and ledger.raw["dead"] == len(ledger.dead)
-    assert ledger.duplicates(s.kafka.topics.anomalies) == 0 and ledger.duplicates(s.kafka.topics.scores) == 0
-    # every count window scored, across the stop
-    want = {k for k in ledger.windows_expected() if not k.startswith(UNTRAINED)}
-    scored = ledger.scored()
-    assert want <= set(scored), f"{len(want - set(scored))} of {len(want)} windows lost across the savepoint"
-    before = sum(r["processing_ts"] < stopped["at_ms"] for r in scored.values())
-    assert 0 < before < len(scored), "windows are scored on both sides of the stop"
+    want, _ = assert_whole_across(ledger, stats.readings, stopped["at_ms"], "savepoint")
     print(
         json.dumps(
             {

@@ -351,7 +351,11 @@ def reference_openings(
         opened = out.setdefault(sensor, set())
         for r in sorted(recs, key=lambda r: r["window_end"]):
             events = tracker.step(
-                r["window_end"], float(r["score"]), float(r["threshold"]), version=r["model_version"], seed=seeds.get(sensor)
+                r["window_end"],
+                float(r["score"]),
+                float(r["threshold"]),
+                version=r["model_version"],
+                seed=seeds.get(sensor),
             )
             opened |= {(e.start, e.learning) for e in events if e.event == "opened"}
     return out

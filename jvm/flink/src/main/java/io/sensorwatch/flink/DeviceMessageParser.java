@@ -2,7 +2,6 @@ package io.sensorwatch.flink;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Objects;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
@@ -43,50 +42,16 @@ public final class DeviceMessageParser {
         }
     }
 
-    private static final class Memo {
-        String payload;
-        Long kafkaTs;
-        long maxPastMs;
-        long maxFutureMs;
-        int maxBytes;
-        double maxAbsValue;
-        Result result;
-    }
-
-    private static final ThreadLocal<Memo> LAST = ThreadLocal.withInitial(Memo::new);
+    private static final ThreadLocal<ParseMemo<Result>> LAST =
+            ThreadLocal.withInitial(() -> new ParseMemo<>(DeviceMessageParser::parse));
 
     private static final ThreadLocal<long[]> TS_OUT = ThreadLocal.withInitial(() -> new long[1]);
 
-    /**
-     * {@link #parse}, remembering the last call of this thread: the source's watermark and the
-     * parse that follows it in the same task read one message one after the other (see
-     * {@link ReadingParser#parseMemo}). The result is shared; callers must not modify it.
-     */
+    /** {@link #parse}, remembering the last call of this thread ({@link ParseMemo} says why). */
     public static Result parseMemo(
             String payload, Long kafkaTs, long maxPastMs, long maxFutureMs, int maxBytes,
             double maxAbsValue) {
-        if (payload == null) {
-            return parse(null, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbsValue);
-        }
-        Memo m = LAST.get();
-        if (m.result != null
-                && Objects.equals(kafkaTs, m.kafkaTs)
-                && maxPastMs == m.maxPastMs
-                && maxFutureMs == m.maxFutureMs
-                && maxBytes == m.maxBytes
-                && maxAbsValue == m.maxAbsValue
-                && payload.equals(m.payload)) {
-            return m.result;
-        }
-        Result r = parse(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbsValue);
-        m.payload = payload;
-        m.kafkaTs = kafkaTs;
-        m.maxPastMs = maxPastMs;
-        m.maxFutureMs = maxFutureMs;
-        m.maxBytes = maxBytes;
-        m.maxAbsValue = maxAbsValue;
-        m.result = r;
-        return r;
+        return LAST.get().parse(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbsValue);
     }
 
     /** Parses and validates one message; the arguments are {@link ReadingParser#parse}'s. */

@@ -16,7 +16,7 @@ public class DeviceMessageTime extends ScalarFunction {
             String payload, Long kafkaTs, Long maxPastMs, Long maxFutureMs, Integer maxBytes, Double maxAbs) {
         DeviceMessageParser.Result m =
                 DeviceMessageParser.parseMemo(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbs);
-        return m.reason == null ? m.ts : (kafkaTs == null ? Long.valueOf(0L) : kafkaTs);
+        return ReadingTime.eventTime(m.reason == null, m.ts, kafkaTs);
     }
 
     public @DataTypeHint("TIMESTAMP_LTZ(3)") Instant eval(

@@ -4,7 +4,6 @@ import java.nio.charset.StandardCharsets;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeFormatter;
 import java.time.format.DateTimeParseException;
-import java.util.Objects;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
@@ -54,53 +53,14 @@ public final class ReadingParser {
         }
     }
 
-    /** The last parse of this thread: see {@link #parseMemo}. */
-    private static final class Memo {
-        String payload;
-        Long kafkaTs;
-        long maxPastMs;
-        long maxFutureMs;
-        int maxBytes;
-        double maxAbsValue;
-        Result result;
-    }
+    private static final ThreadLocal<ParseMemo<Result>> LAST =
+            ThreadLocal.withInitial(() -> new ParseMemo<>(ReadingParser::parse));
 
-    private static final ThreadLocal<Memo> LAST = ThreadLocal.withInitial(Memo::new);
-
-    /**
-     * {@link #parse}, remembering the last call of this thread.
-     *
-     * <p>Why: the job's plan evaluates the parse in several chained operators of one task thread
-     * for the same record (the watermark's reading time, then the valid, late and dead-letter
-     * branches), one right after the other. Parsing is a pure function of its arguments, so the
-     * second and later calls for a record return the first call's result: one JSON parse per
-     * reading instead of six. The result is shared; callers must not modify it.
-     */
+    /** {@link #parse}, remembering the last call of this thread ({@link ParseMemo} says why). */
     public static Result parseMemo(
             String payload, Long kafkaTs, long maxPastMs, long maxFutureMs, int maxBytes,
             double maxAbsValue) {
-        if (payload == null) {
-            return parse(null, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbsValue);
-        }
-        Memo m = LAST.get();
-        if (m.result != null
-                && Objects.equals(kafkaTs, m.kafkaTs)
-                && maxPastMs == m.maxPastMs
-                && maxFutureMs == m.maxFutureMs
-                && maxBytes == m.maxBytes
-                && maxAbsValue == m.maxAbsValue
-                && payload.equals(m.payload)) {
-            return m.result;
-        }
-        Result r = parse(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbsValue);
-        m.payload = payload;
-        m.kafkaTs = kafkaTs;
-        m.maxPastMs = maxPastMs;
-        m.maxFutureMs = maxFutureMs;
-        m.maxBytes = maxBytes;
-        m.maxAbsValue = maxAbsValue;
-        m.result = r;
-        return r;
+        return LAST.get().parse(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbsValue);
     }
 
     /** {@code id} matches {@link #ID_PATTERN}; a loop, because a regex cost 10% of the job's CPU. */

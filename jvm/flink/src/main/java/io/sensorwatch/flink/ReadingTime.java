@@ -20,7 +20,12 @@ public class ReadingTime extends ScalarFunction {
             String payload, Long kafkaTs, Long maxPastMs, Long maxFutureMs, Integer maxBytes, Double maxAbs) {
         ReadingParser.Result r =
                 ReadingParser.parseMemo(payload, kafkaTs, maxPastMs, maxFutureMs, maxBytes, maxAbs);
-        return r.reason == null ? r.ts : (kafkaTs == null ? Long.valueOf(0L) : kafkaTs);
+        return eventTime(r.reason == null, r.ts, kafkaTs);
+    }
+
+    /** The rule: a readable record's own ts; else its Kafka record time (0 when unknown). */
+    static Long eventTime(boolean readable, Long ts, Long kafkaTs) {
+        return readable ? ts : (kafkaTs == null ? Long.valueOf(0L) : kafkaTs);
     }
 
     public @DataTypeHint("TIMESTAMP_LTZ(3)") Instant eval(
