@@ -57,7 +57,9 @@ def test_rescaled_from_one_slot_to_two_the_state_follows_its_keys(world, tmp_pat
         ledger.read_inputs(stats.readings, timeout_s=240)
         ledger.read_outputs(timeout_s=120)
         incidents = ledger.read_incidents()
-        spread = subtask_records_in(rest, str(second.get_job_id()), "track_incidents")
+        spread = subtask_records_in(
+            rest, str(second.get_job_id()), "ProcessTableFunction", wait_s=30
+        )  # track_incidents
     finally:
         (second or job).cancel().result()
 

@@ -61,12 +61,20 @@ def task_metrics(
     return out
 
 
-def subtask_records_in(rest_port: int, job_id: str, vertex: str, host: str = "127.0.0.1") -> list[int]:
+def subtask_records_in(
+    rest_port: int, job_id: str, vertex: str, host: str = "127.0.0.1", wait_s: float = 0.0
+) -> list[int]:
     """Records each parallel subtask of the task whose name holds ``vertex`` has read: how a
-    keyed operator's work is spread over the slots."""
+    keyed operator's work is spread over the slots. ``wait_s``: as in :func:`job_metrics`, ask
+    again while a subtask shows none (the REST metric store refreshes in the background)."""
     base = f"http://{host}:{rest_port}/jobs/{job_id}"
-    for v in _get(base)["vertices"]:
-        if vertex in v["name"]:
-            subtasks = _get(f"{base}/vertices/{v['id']}")["subtasks"]
-            return [int(st["metrics"]["read-records"]) for st in sorted(subtasks, key=lambda st: st["subtask"])]
-    raise KeyError(f"no task of job {job_id} is named like {vertex!r}")
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = [v for v in _get(base)["vertices"] if vertex in v["name"]]
+        if not found:
+            raise KeyError(f"no task of job {job_id} is named like {vertex!r}")
+        subtasks = sorted(_get(f"{base}/vertices/{found[0]['id']}")["subtasks"], key=lambda st: st["subtask"])
+        counts = [int(st["metrics"]["read-records"]) for st in subtasks]
+        if all(counts) or time.monotonic() >= deadline:
+            return counts
+        time.sleep(1)
