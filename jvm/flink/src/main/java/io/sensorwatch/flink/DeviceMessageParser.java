@@ -68,17 +68,9 @@ public final class DeviceMessageParser {
         Result r = new Result();
         boolean hasValues = false;
         try (JsonParser p = ReadingParser.FACTORY.createParser(payload)) {
-            JsonToken first = p.nextToken();
-            if (first == null) {
-                return Result.rejected("empty: payload is empty");
-            }
-            if (first != JsonToken.START_OBJECT) {
-                p.skipChildren();
-                if (p.nextToken() != null) {
-                    return Result.rejected("malformed_json: trailing data after the " + ReadingParser.kind(first));
-                }
-                return Result.rejected(
-                        "not_object: payload is a JSON " + ReadingParser.kind(first) + ", not an object");
+            String notObject = ReadingParser.objectStartError(p);
+            if (notObject != null) {
+                return Result.rejected(notObject);
             }
             JsonToken t;
             while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
@@ -86,12 +78,9 @@ public final class DeviceMessageParser {
                 JsonToken v = p.nextToken();
                 switch (name) {
                     case "device":
-                        if (v != JsonToken.VALUE_STRING) {
-                            return Result.rejected("bad_type: device must be a string, got " + ReadingParser.kind(v));
-                        }
-                        if (!ReadingParser.isId(p.getText())) {
-                            return Result.rejected("bad_id: device must match " + ReadingParser.ID_PATTERN
-                                    + ", got " + ReadingParser.quote(p.getText()));
+                        String badId = ReadingParser.idError(name, p, v);
+                        if (badId != null) {
+                            return Result.rejected(badId);
                         }
                         r.device = p.getText();
                         break;

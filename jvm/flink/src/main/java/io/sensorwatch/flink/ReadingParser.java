@@ -101,18 +101,9 @@ public final class ReadingParser {
         }
         Result r = new Result();
         try (JsonParser p = FACTORY.createParser(payload)) {
-            JsonToken first = p.nextToken();
-            if (first == null) {
-                return Result.reject("empty", "payload is empty");
-            }
-            if (first != JsonToken.START_OBJECT) {
-                // syntax before shape, as the Python mirror (json.loads first): "[1,2" is
-                // malformed JSON, "[1,2]" a JSON array
-                p.skipChildren();
-                if (p.nextToken() != null) {
-                    return Result.reject("malformed_json", "trailing data after the " + kind(first));
-                }
-                return Result.reject("not_object", "payload is a JSON " + kind(first) + ", not an object");
+            String notObject = objectStartError(p);
+            if (notObject != null) {
+                return Result.rejected(notObject);
             }
             boolean hasTs = false;
             JsonToken t;
@@ -122,14 +113,11 @@ public final class ReadingParser {
                 switch (name) {
                     case "device":
                     case "tag":
-                        if (v != JsonToken.VALUE_STRING) {
-                            return Result.reject("bad_type", name + " must be a string, got " + kind(v));
+                        String badId = idError(name, p, v);
+                        if (badId != null) {
+                            return Result.rejected(badId);
                         }
                         String id = p.getText();
-                        if (!isId(id)) {
-                            return Result.reject(
-                                    "bad_id", name + " must match " + ID_PATTERN + ", got " + quote(id));
-                        }
                         if (name.equals("device")) {
                             r.device = id;
                         } else {
@@ -184,6 +172,34 @@ public final class ReadingParser {
     }
 
     private static final ThreadLocal<long[]> TS_OUT = ThreadLocal.withInitial(() -> new long[1]);
+
+    /**
+     * Reads the payload's first token: the reason it does not open a JSON object, else null.
+     * Syntax before shape, as the Python mirror (json.loads first): "[1,2" is malformed JSON,
+     * "[1,2]" a JSON array.
+     */
+    static String objectStartError(JsonParser p) throws java.io.IOException {
+        JsonToken first = p.nextToken();
+        if (first == null) {
+            return "empty: payload is empty";
+        }
+        if (first == JsonToken.START_OBJECT) {
+            return null;
+        }
+        p.skipChildren();
+        if (p.nextToken() != null) {
+            return "malformed_json: trailing data after the " + kind(first);
+        }
+        return "not_object: payload is a JSON " + kind(first) + ", not an object";
+    }
+
+    /** The reason the id field {@code name}, token {@code v}, is not a string matching {@link #ID_PATTERN}, else null. */
+    static String idError(String name, JsonParser p, JsonToken v) throws java.io.IOException {
+        if (v != JsonToken.VALUE_STRING) {
+            return "bad_type: " + name + " must be a string, got " + kind(v);
+        }
+        return isId(p.getText()) ? null : "bad_id: " + name + " must match " + ID_PATTERN + ", got " + quote(p.getText());
+    }
 
     /** "too_large: ..." when {@code payload} exceeds {@code maxBytes} UTF-8 bytes, else null. */
     static String sizeError(String payload, int maxBytes) {
