@@ -65,6 +65,14 @@ def test_bad_value_names_the_key(tmp_path):
         load_settings(f, environ={})
 
 
+def test_device_features_take_the_jobs_order_and_each_feature_once():
+    t = load_settings(overrides={"training": {"device_features": ["count", "values"]}}, environ={}).training
+    assert t.device_features == ["values", "count"]
+    for bad in ([], ["values", "values"], ["mean"]):
+        with pytest.raises(ConfigError, match="device_features"):
+            load_settings(overrides={"training": {"device_features": bad}}, environ={})
+
+
 def test_sasl_needs_credentials():
     with pytest.raises(ConfigError, match="sasl_mechanism"):
         load_settings(environ={"SENSORWATCH__KAFKA__SECURITY_PROTOCOL": "SASL_SSL"})

@@ -76,6 +76,12 @@ def test_device_models_serve_any_column_order_missing_and_unknown_tags(tmp_path,
         shuffled = score([ds.tags[i] for i in perm], X[:, :, perm])
         np.testing.assert_allclose(shuffled.score, base.score, rtol=1e-5)
         np.testing.assert_allclose(shuffled.extra["tag_share"], base.extra["tag_share"][:, perm], rtol=1e-4, atol=1e-6)
+        # the model reads the tags' means (training.device_features): the spreads and counts
+        # the job sends with them change nothing
+        assert rep["features"] == ["values"] == s.training.device_features
+        other_feats = X.copy()
+        other_feats[..., 1:] = np.random.default_rng(3).uniform(0, 50, other_feats[..., 1:].shape)
+        np.testing.assert_allclose(score(ds.tags, other_feats).score, base.score, rtol=1e-6)
         # a tag missing at some steps is imputed and masked: scores stay finite; a column of
         # padding ("") is no tag at all; a tag the model never saw is reported, not dropped
         gaps = X.copy()
@@ -111,8 +117,9 @@ def test_a_tag_that_leaves_the_others_is_the_one_named():
     feats[:, 3, 0] = rng.normal(5, 1, t.size)
     feats[:, :, 2] = 5.0
     X = np.lib.stride_tricks.sliding_window_view(feats, S, axis=0).transpose(0, 3, 1, 2).reshape(-1, S, 12)
-    det = make_detector("dense_ae", 1, S, 12, TrainingConfig(epochs=25, min_windows=10), masked=True)
-    assert det.relations
+    cfg = TrainingConfig(epochs=25, min_windows=10, device_features=["values", "stddev", "count"])
+    det = make_detector("dense_ae", 1, S, 12, cfg, masked=True)
+    assert det.relations and det._tags == 4
     det.fit([X[:2500].astype(np.float32)])
     test = X[2600:2700].copy()
     normal, _ = det.score(test)

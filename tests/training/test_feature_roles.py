@@ -19,6 +19,15 @@ def test_constant_features_are_dropped_and_a_constant_count_is_one_sided():
     assert use.tolist() == [[1.0, 0.0, ONE_SIDED], [1.0, 1.0, 1.0]]
 
 
+def test_every_tags_constant_count_is_one_sided_in_a_device_layout():
+    # two tags, tag-major: (values, stddev, count) x 2; and a device model of means and counts
+    sd = np.array([[2.0, 0.5, 0.0, 1.0, 0.0, 0.0]])
+    mean = np.array([[10.0, 1.0, 5.0, 3.0, 0.0, 5.0]])
+    assert feature_use(sd, mean).tolist() == [[1.0, 1.0, ONE_SIDED, 1.0, 0.0, ONE_SIDED]]
+    two = feature_use(sd[:, [0, 2, 3, 5]], mean[:, [0, 2, 3, 5]], ("values", "count"))
+    assert two.tolist() == [[1.0, ONE_SIDED, 1.0, ONE_SIDED]]
+
+
 def test_weighing_ignores_dropped_features_and_counts_only_a_shortfall():
     use = tf.constant([[1.0, 0.0, ONE_SIDED]] * 3)
     err = np.zeros((3, S, F), np.float32)

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from sensorwatch.core.windows import FEATURES
 
 ENV_PREFIX = "SENSORWATCH__"
 CONFIG_ENV = "SENSORWATCH_CONFIG"
@@ -317,6 +319,8 @@ class TrainingConfig(_Section):
     """ocsvm: training windows sampled per sensor (the SVM is quadratic in this)"""
     device_errors: Literal["relations", "reconstruction"] = "relations"
     """device models: relations rebuilds each tag from the other tags (a tag that stops following them shows, even inside its own range, and is named), its error relative to its error in training, the window scored by its worst tag; reconstruction rebuilds all tags at once and scores the mean error (the SKAB protocol's Conv-AE)"""
+    device_features: list[Literal["values", "stddev", "count"]] = ["values"]
+    """device models: the features of each tag they read (the job sends all three); the means alone by default: a tag's window spread and count are noise to the relations between tags, and each feature more multiplies the model's input by the tag count"""
     scale_floor: float = Field(0.05, ge=0)
     """normalisation scale >= this x |feature mean|, so near-constant features (the count) do not explode"""
     min_windows: int = Field(32, ge=1)
@@ -332,10 +336,22 @@ class TrainingConfig(_Section):
     threshold_quantile: float = Field(0.995, gt=0, lt=1)
     """threshold = this quantile of validation scores x threshold_margin"""
     threshold_margin: float = Field(1.5, gt=0, description="threshold = quantile x margin")
+    relations_threshold_margin: float = Field(
+        2.25,
+        gt=0,
+        description="device models in the relations mode: threshold = quantile x this (their score is the worst of their tags' errors, each relative to its own training error, and its tail reaches past a short validation stretch further than a sensor's; chosen on simulated pumps of another draw than bench/relations.py's)",
+    )
     target_far: float = Field(0.01, gt=0, lt=1, description="with labels: false-alarm rate to aim for")
     workers: int = Field(0, ge=0, description="parallel processes; 0 = all cores")
     seed: int = 0
     """training seed"""
+
+    @field_validator("device_features")
+    @classmethod
+    def _device_features(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"device_features takes one or more of {list(FEATURES)}, each once; got {v}")
+        return [f for f in FEATURES if f in v]  # the job's order, however written: one layout
 
 
 class AlertingConfig(_Section):

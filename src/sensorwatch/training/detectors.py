@@ -39,6 +39,9 @@ class Detector(ABC):
         #: a device model: windows may hold NaN (a tag without a reading in a step), which is
         #: imputed with the feature's training mean and masked out of the error
         self.masked = masked
+        #: the features of each tag, tag-major: a sensor model reads all of :data:`FEATURES`, a
+        #: device model those of ``training.device_features``
+        self.features: tuple[str, ...] = tuple(cfg.device_features) if masked else FEATURES
         self.mean = tf.Variable(tf.zeros([groups, n_features]), trainable=False, name="norm_mean")
         self.scale = tf.Variable(tf.ones([groups, n_features]), trainable=False, name="norm_scale")
         self.threshold = tf.Variable(tf.fill([groups], np.float32(np.inf)), trainable=False, name="threshold")
@@ -73,7 +76,7 @@ class Detector(ABC):
         floor = np.maximum(self.cfg.scale_floor * np.abs(mean), 1e-6)
         self.mean.assign(mean.astype(np.float32))
         self.scale.assign(np.maximum(sd, floor).astype(np.float32))
-        self.feature_use.assign(feature_use(sd, mean).astype(np.float32))
+        self.feature_use.assign(feature_use(sd, mean, self.features).astype(np.float32))
         m32, s32 = self.mean.numpy(), self.scale.numpy()
         # a missing value is imputed with its feature's mean: 0 once normalised
         xn = [np.nan_to_num((x - m32[g]) / s32[g]).astype(np.float32) for g, x in enumerate(xs)]
@@ -151,7 +154,7 @@ class Detector(ABC):
     def used_features(self, g: int) -> dict[str, list[str]]:
         """Group g's features by role, for the report: ``used``, ``one_sided``, ``ignored``."""
         use = self.feature_use.numpy()[g]
-        names = list(FEATURES)[: self.n_features]
+        names = list(self.features)[: self.n_features]
         return {
             "used": [f for f, u in zip(names, use) if u == 1.0],
             "one_sided": [f for f, u in zip(names, use) if u == ONE_SIDED],
@@ -189,18 +192,20 @@ class Detector(ABC):
 ONE_SIDED = -1.0
 
 
-def feature_use(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """[G, F] roles from the training spread ``sd`` and ``mean`` of each group's features.
+def feature_use(sd: np.ndarray, mean: np.ndarray, features: tuple[str, ...] = FEATURES) -> np.ndarray:
+    """[G, F] roles from the training spread ``sd`` and ``mean`` of each group's features,
+    ``features`` naming the columns of one tag (tag-major: a device's columns repeat them).
 
     A feature that never varied in training carries no information about normal, only noise in
     the reconstruction error: it is dropped, so it cannot dilute the score of the features that
-    do. The count is the exception: a constant count that falls is a dropout.
+    do. The count is the exception: a constant count that falls is a dropout (of any tag).
     """
     constant = sd <= 1e-9 * np.maximum(np.abs(mean), 1.0)
     use = np.where(constant, 0.0, 1.0)
-    count = list(FEATURES).index("count")
-    if count < use.shape[1]:
-        use[:, count] = np.where(constant[:, count], ONE_SIDED, 1.0)
+    F = len(features)
+    names = [features[i % F] if use.shape[1] % F == 0 or i < F else "" for i in range(use.shape[1])]
+    count = np.asarray([n == "count" for n in names], bool)
+    use[:, count] = np.where(constant[:, count], ONE_SIDED, 1.0)
     return use
 
 
@@ -283,12 +288,12 @@ class AutoencoderDetector(Detector):
 
     @property
     def _tags(self) -> int:
-        """Tags of a device model (features come tag-major, FEATURES per tag); 0 for a sensor model."""
-        per = len(FEATURES)
+        """Tags of a device model (features come tag-major, ``features`` per tag); 0 for a sensor model."""
+        per = len(self.features)
         return self.n_features // per if self.masked and self.n_features % per == 0 else 0
 
     def _tag_onehot(self, c: int):
-        per = len(FEATURES)
+        per = len(self.features)
         return tf.constant([1.0 if f // per == c else 0.0 for f in range(self.n_features)], tf.float32)
 
     def _errors(self, xn, idx):
@@ -320,7 +325,13 @@ class AutoencoderDetector(Detector):
         return [fn(tf.constant(X[:, i : i + self.STACK_CHUNK])) for i in range(0, X.shape[1], self.STACK_CHUNK)]
 
     def _fit_error_scale(self, X: np.ndarray) -> None:
-        """Each group's typical squared error per feature on its normalised training windows."""
+        """Each group's typical squared error per feature on its normalised training windows.
+
+        Read on every (S/4)-th window: count windows share S - 1 of their S steps, so these
+        still hold each step of the history about four times, at a quarter of the cost of
+        the leave-one-tag-out passes (one per tag over each window: after the training loop,
+        most of a device model's training time)."""
+        X = X[:, :: max(1, self.seq_len // 4)]
         errs = self._stacked(X, tf.function(lambda x: tf.reduce_sum(self._errors(x, None), axis=[1, 2])))
         mean = tf.add_n(errs).numpy() / (X.shape[1] * self.seq_len)
         self.error_scale.assign(np.maximum(mean, ERROR_SCALE_FLOOR).astype(np.float32))

@@ -93,7 +93,8 @@ class DeviceServingModule(tf.Module):
     tag had a reading in that step. The model maps each column to its own fixed tag order
     (recorded at training) by the sensor id ``device/tag``, so callers need not know it; a
     column the model does not know comes back in ``unknown_tag`` and adds nothing; a known tag
-    the caller did not send is imputed (its training mean) and masked.
+    the caller did not send is imputed (its training mean) and masked. Every feature is sent;
+    the model reads those of its ``training.device_features`` (the means alone by default).
 
     Outputs: ``score``, ``threshold``, ``is_anomaly``, ``known`` (the device is the model's)
     [N]; ``per_step_error`` [N, S]; ``tag_share`` [N, C], each column's share of the score
@@ -105,7 +106,9 @@ class DeviceServingModule(tf.Module):
 
     def __init__(self, detector: Detector, devices: list[str], tags: list[list[str]]):
         super().__init__()
-        F = len(FEATURES)
+        #: the features the model reads of each tag, as indices into the signature's FEATURES
+        self.read = tuple(FEATURES.index(f) for f in detector.features)
+        F = len(self.read)
         self.width = detector.n_features // F
         widest = max(len(t) for t in tags)
         if (
@@ -147,8 +150,9 @@ class DeviceServingModule(tf.Module):
         sensor = tf.strings.join([tf.broadcast_to(device[:, None], tf.shape(tag)), tag], "/")
         col = tf.where(tf.equal(tag, ""), -1, self.columns.lookup(sensor))  # [N, C]
         onehot = tf.one_hot(col, self.width)  # [N, C, M]: sent column -> the model's column
-        raw = tf.stack([values, stddev, count], axis=-1)  # [N, S, C, F]
-        n, S, F = tf.shape(raw)[0], self._det.seq_len, len(FEATURES)
+        sent = [values, stddev, count]  # the order of FEATURES
+        raw = tf.stack([sent[i] for i in self.read], axis=-1)  # [N, S, C, F]: what the model reads
+        n, S, F = tf.shape(raw)[0], self._det.seq_len, len(self.read)
         x = tf.einsum("nscf,ncm->nsmf", raw, onehot)
         m = tf.minimum(tf.einsum("nsc,ncm->nsm", mask, onehot), 1.0)
         x = tf.reshape(x, [n, S, self.width * F])

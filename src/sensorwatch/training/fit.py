@@ -51,13 +51,16 @@ def prepare(
     window_ms: int,
     val_frac: float,
     width: int | None = None,
+    features: list[str] | tuple[str, ...] = FEATURES,
 ) -> Prepared:
     """Windows as the job forms them, split in time; labelled anomalies never teach "normal".
 
-    A device's windows are [N, S, C x F] (tag-major, NaN where a tag is missing), padded with
-    missing tags to ``width`` tags (a packed group of devices with different tag counts)."""
+    A device's windows are [N, S, C x F] of its ``features`` (``training.device_features``;
+    tag-major, NaN where a tag is missing), padded with missing tags to ``width`` tags (a
+    packed group of devices with different tag counts)."""
     if isinstance(series, DeviceSeries):
         X4, ends = device_sequences(series, seq_len, slide, window_ms)
+        X4 = X4[..., [FEATURES.index(f) for f in features]]
         pad = (width or X4.shape[2]) - X4.shape[2]
         X4 = np.concatenate([X4, np.full((*X4.shape[:2], pad, X4.shape[3]), np.nan, np.float32)], axis=2)
         X = X4.reshape(*X4.shape[:2], -1)
@@ -98,7 +101,7 @@ def fit_calibrated(
     device model of this many tags (windows [N, S, tags x F], missing values allowed)."""
     from sensorwatch.training.detectors import make_detector
 
-    n_features = len(FEATURES) * (tags or 1)
+    n_features = len(cfg.device_features) * tags if tags is not None else len(FEATURES)
     det = make_detector(cfg.kind, len(data), seq_len, n_features, cfg, masked=tags is not None)
     curves = det.fit([d.train for d in data])
     val_scores = det.score_groups([d.val for d in data])
@@ -109,7 +112,7 @@ def fit_calibrated(
             thr, rule = fit_threshold(
                 s,
                 quantile=cfg.threshold_quantile,
-                margin=cfg.threshold_margin,
+                margin=cfg.relations_threshold_margin if getattr(det, "relations", False) else cfg.threshold_margin,
                 nonnegative=det.nonnegative_scores,
                 labels=d.val_labels,
                 target_far=cfg.target_far if use_labels else None,

@@ -154,7 +154,7 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     devices = chunk.members[0].is_device if chunk.members else False
     width = max(len(m.series.tags) for m in chunk.members) if devices else None
     for m in chunk.members:
-        d = prepare(m.series, m.labels, S, jc.slide, window_ms, tc.validation_split, width)
+        d = prepare(m.series, m.labels, S, jc.slide, window_ms, tc.validation_split, width, tc.device_features)
         if d.train.shape[0] < tc.min_windows:
             outcomes.append(
                 Outcome(
@@ -229,7 +229,7 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     repo = ModelRepository(chunk.repo_base)
     base = {
         "kind": tc.kind,
-        "features": list(FEATURES),
+        "features": list(det.features),  # of each tag, for a device model
         "seq_len": S,
         "slide": jc.slide,
         "window_ms": window_ms,
@@ -248,7 +248,7 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
             "sensors": per_sensor,
         }
         all_plots = {name: png for mine in plots.values() for name, png in mine.items()}
-        warm = _warmup(ready[0][0], ready[0][1])
+        warm = _warmup(ready[0][0], ready[0][1], det.features)
         tags = {m.sensor: list(m.series.tags) for m, _ in ready} if devices else None
         version = repo.publish(
             chunk.packed_name,
@@ -284,7 +284,7 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
                 model=m.model,
                 sensors=None,
                 report=report,
-                warmup_windows=_warmup(m, d),
+                warmup_windows=_warmup(m, d, det.features),
                 plots=plots[m.sensor],
                 devices={m.sensor: list(m.series.tags)} if m.is_device else None,
             ),
@@ -293,19 +293,22 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     return outcomes
 
 
-def _warmup(m: Member, d: Prepared) -> np.ndarray:
-    """A few validation windows as the job sends them: [N, S, F], or [N, S, C, F] for a device."""
+def _warmup(m: Member, d: Prepared, features: tuple[str, ...]) -> np.ndarray:
+    """A few validation windows as the job sends them: [N, S, F], or [N, S, C, F] for a device
+    (every feature the job sends; one the model does not read goes as 0, as a present value)."""
     w = d.val[:8]
     if not m.is_device:
         return w
-    F = len(FEATURES)
-    return w.reshape(*w.shape[:2], -1, F)[:, :, : len(m.series.tags)]
+    read = w.reshape(*w.shape[:2], -1, len(features))[:, :, : len(m.series.tags)]
+    full = np.zeros((*read.shape[:3], len(FEATURES)), np.float32)
+    full[..., [FEATURES.index(f) for f in features]] = read
+    return full
 
 
 def _device_roles(det, g: int, m: Member) -> dict[str, list[str]]:
     """A device's features by role, named ``tag.feature``."""
     use = det.feature_use.numpy()[g]
-    names = [f"{t}.{f}" for t in m.series.tags for f in FEATURES]
+    names = [f"{t}.{f}" for t in m.series.tags for f in det.features]
     roles = {"used": 1.0, "one_sided": -1.0, "ignored": 0.0}
     return {k: [n for n, u in zip(names, use) if u == v] for k, v in roles.items()}
 
