@@ -12,6 +12,11 @@ the record in Kafka, against the raw Kafka consume rate of the same topic, in on
    (anomaly and incident records), its progress read from the ``windows_scored`` metric
    (Flink REST); ``no_incident_stage_readings_per_s`` the same without the incident stage
    (``job.incidents.enabled`` off), and ``incident_stage_ratio`` the first over the second.
+   During the default run's steady part, ``default_stage_ms_per_s``: each task's busy, idle
+   and back-pressured ms per second (Flink REST, mean of samples every 5 s), and a JFR
+   recording of the mini-cluster's JVM (``jcmd JFR.start settings=profile``), summarised as
+   ``default_jfr_threads`` (execution samples by thread: Flink names a task's thread after the
+   task) and ``default_jfr_self`` (by the method on top of the stack).
    ``device_format_readings_per_s``: the same fleet preloaded as device messages
    (``kafka.readings_format: device``, one message per device and second, 3 tags each) through
    the default job, and ``device_format_ratio`` that over ``readings_per_s``.
@@ -49,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sensorwatch.app import local
 from sensorwatch.core.config import Settings
 from sensorwatch.core.kafka import librdkafka_options
-from sensorwatch.jobs.metrics import job_metrics
+from sensorwatch.jobs.metrics import TIME_METRICS, job_metrics, task_times
 from sensorwatch.jobs.pipeline import run
 from sensorwatch.simulate import Fleet, simulate
 from sensorwatch.stack import LocalStack
@@ -161,9 +166,19 @@ def _rss_mib(pid: int) -> float:
 
 
 def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid``, read from /proc while they run: a thread or process that
+    ends between the listing and the read has no children left to report, so it is passed over."""
     out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return out
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for child in children:
             out += [int(child), *_descendants(int(child))]
     return out
 
@@ -176,9 +191,7 @@ def job_memory(rest: int) -> dict:
     """The running mini-cluster's memory: its JVM's heap in use (Flink REST, the TaskManager's
     ``Status.JVM.Memory.Heap.Used``) and resident size, and the resident size of its Python
     workers (the ``beam_boot`` processes the JVM starts, with their children)."""
-    jvms = [
-        p for p in _descendants(os.getpid()) if "org.apache.flink" in _cmdline(p) and "kafka.Kafka" not in _cmdline(p)
-    ]
+    jvms = _job_jvms()
     workers = [p for j in jvms for p in _descendants(j) if "python" in _cmdline(p).split(" ")[0]]
     tms = json.load(urllib.request.urlopen(f"http://127.0.0.1:{rest}/taskmanagers", timeout=10))["taskmanagers"]
     heap = 0.0
@@ -193,12 +206,83 @@ def job_memory(rest: int) -> dict:
     }
 
 
+def _jdk_tool(name: str) -> str:
+    """A JDK tool (``jcmd``, ``jfr``) of the Java that runs the job."""
+    home = os.environ.get("JAVA_HOME")
+    path = Path(home, "bin", name) if home else shutil.which(name)
+    if not path or not Path(path).exists():
+        raise FileNotFoundError(f"{name} not found (JAVA_HOME={home!r}); the JFR profile needs a JDK")
+    return str(path)
+
+
+def _job_jvms() -> list[int]:
+    """This process's Flink JVMs (the mini-cluster's), not the broker's."""
+    return [
+        p for p in _descendants(os.getpid()) if "org.apache.flink" in _cmdline(p) and "kafka.Kafka" not in _cmdline(p)
+    ]
+
+
+def jfr(action: str, path: Path | None = None) -> None:
+    """Start (``settings=profile``: a sample of every running Java thread every 10-20 ms) or
+    stop and write a flight recording of the mini-cluster's JVM, through ``jcmd``."""
+    import subprocess
+
+    args = ["JFR.start", "name=sensorwatch", "settings=profile"]
+    if action == "stop":
+        args = ["JFR.stop", "name=sensorwatch", f"filename={path}"]
+    for pid in _job_jvms():
+        subprocess.run([_jdk_tool("jcmd"), str(pid), *args], check=True, capture_output=True, timeout=60)
+
+
+def jfr_summary(path: Path, top: int = 12) -> dict:
+    """Where the JVM's samples fall: by thread (Flink names a task's thread after the task, so
+    this is CPU by stage) and by the method on top of the stack (self time), each as a share of
+    all execution samples."""
+    import subprocess
+
+    text = subprocess.run(
+        [_jdk_tool("jfr"), "print", "--stack-depth", "1", "--events", "jdk.ExecutionSample", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    threads: dict[str, int] = {}
+    methods: dict[str, int] = {}
+    thread, n = "", 0
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        line = line.strip()
+        if line.startswith("sampledThread = "):
+            thread = line.split('"')[1]
+        elif line == "stackTrace = [" and i + 1 < len(lines):
+            frame = lines[i + 1].strip().split(" line:")[0]
+            n += 1
+            # a task's thread: "<task name> (k/n)#attempt"; the broker, the RPC and GC threads as named
+            threads[thread] = threads.get(thread, 0) + 1
+            methods[frame] = methods.get(frame, 0) + 1
+
+    def shares(d: dict[str, int]) -> list[list]:
+        return [[k[:160], round(v / max(n, 1), 3)] for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": n, "threads": shares(threads), "self": shares(methods)}
+
+
 def default_config_rate(
-    a: Settings, windows: int, max_s: float = 1200, incidents: bool = True, memory: dict | None = None
+    a: Settings,
+    windows: int,
+    max_s: float = 1200,
+    incidents: bool = True,
+    memory: dict | None = None,
+    stages: dict | None = None,
+    profile: Path | None = None,
 ) -> list[tuple[float, int]]:
     """The job with its default configuration (anomaly and incident records; without the
     incident stage when not ``incidents``) on the same preloaded readings, fresh output topics:
-    progress of its ``windows_scored`` metric (Flink REST)."""
+    progress of its ``windows_scored`` metric (Flink REST). ``stages``: filled with each task's
+    busy, idle and back-pressured ms per second, averaged over samples taken every 5 s while
+    the job is between 30 % and 95 % of the backlog (its steady part, as :func:`steady_rate`);
+    ``profile``: a JFR recording of that part is written there."""
     c = local.fresh_topics(a, "bench")
     c.kafka.topics.readings = a.kafka.topics.readings
     c.job.start_from, c.job.emit_scores = "earliest", False
@@ -206,7 +290,9 @@ def default_config_rate(
     rest = free_port()
     job = run(c, detached=True, extra_conf={"rest.port": str(rest), "rest.bind-port": str(rest)})
     progress: list[tuple[float, int]] = []
-    t_end, last_change = time.monotonic() + max_s, time.monotonic()
+    samples: list[dict[str, dict[str, float]]] = []
+    t_end, last_change, last_sample = time.monotonic() + max_s, time.monotonic(), 0.0
+    recording = False
     try:
         while time.monotonic() < t_end and time.monotonic() - last_change < 30:
             time.sleep(1.0)
@@ -223,6 +309,24 @@ def default_config_rate(
                 last_change = time.monotonic()
             if n >= windows:
                 break
+            steady = 0.3 * windows <= n <= 0.95 * windows
+            if profile is not None and steady and not recording:
+                jfr("start")
+                recording = True
+            if profile is not None and recording and n > 0.95 * windows:
+                jfr("stop", profile)
+                recording, profile = False, None
+            if stages is not None and steady and time.monotonic() - last_sample >= 5:
+                last_sample = time.monotonic()
+                samples.append(task_times(rest, str(job.get_job_id())))
+        if recording:  # the backlog ended between two polls
+            jfr("stop", profile)
+        if stages is not None:
+            for task in samples[-1] if samples else {}:
+                got = [smp[task] for smp in samples if len(smp.get(task, {})) == len(TIME_METRICS)]
+                stages[task] = {m: round(float(np.mean([g[m] for g in got])), 1) for m in TIME_METRICS} | {
+                    "samples": len(got)
+                }
         if memory is not None:
             memory.update(job_memory(rest))  # after the whole backlog: every sensor's state is in
     finally:
@@ -338,8 +442,20 @@ def main() -> int:
             flush=True,
         )
         memory: dict = {}
-        default_progress = default_config_rate(a, windows, memory=memory)
+        stages: dict = {}
+        recording = work / "default-job.jfr"
+        default_progress = default_config_rate(a, windows, memory=memory, stages=stages, profile=recording)
+        profile = jfr_summary(recording)
+        print(f"JFR profile of the default job ({recording}, {profile['samples']:,} execution samples):")
+        for what in ("threads", "self"):
+            print(f"  by {'thread' if what == 'threads' else 'method (self)'}:")
+            for name, share in profile[what]:
+                print(f"    {share:6.1%}  {name}")
         print(f"memory of the default job at {n_sensors:,} sensors: {memory}", flush=True)
+        print("the default job's tasks, ms per second (mean of subtasks, steady part of the backlog):")
+        print(f"{'busy':>7}{'idle':>7}{'backp.':>8}  task")
+        for task, t in stages.items():
+            print(f"{t[TIME_METRICS[0]]:>7.0f}{t[TIME_METRICS[1]]:>7.0f}{t[TIME_METRICS[2]]:>8.0f}  {task[:150]}")
         default_rate = steady_rate(default_progress) * readings_per_window
         print(
             f"default configuration: {default_progress[-1][1]:,} windows scored; "
@@ -400,6 +516,11 @@ def main() -> int:
             "all_scores_readings_per_s": round(readings_rate),
             "all_scores_ratio": round(readings_rate / kafka_rate, 3),
             **{f"job_{k}": v for k, v in memory.items()},
+            "default_stage_ms_per_s": {
+                task[:100]: [t[m] for m in TIME_METRICS] for task, t in stages.items()
+            },  # [busy, idle, back-pressured]
+            "default_jfr_threads": profile["threads"],
+            "default_jfr_self": profile["self"],
             "standalone_parallelism_1_readings_per_s": round(slot_rates[1]),
             f"standalone_parallelism_{n}_readings_per_s": round(slot_rates[n]),
             f"parallelism_{n}_per_slot_readings_per_s": round(slot_rates[n] / n),

@@ -29,7 +29,7 @@ from sensorwatch.app import local
 from sensorwatch.core.jars import fetch, flink_jars
 from sensorwatch.core.kafka import producer
 from sensorwatch.core.windows import aggregate_readings, sequences
-from sensorwatch.jobs.metrics import task_metrics
+from sensorwatch.jobs.metrics import task_metrics, task_times
 from sensorwatch.jobs.sql import statements
 from sensorwatch.udfs.batch import decode
 
@@ -123,6 +123,7 @@ def test_sql_count_windows_equal_python_windows(settings, slide):
                 if len(got) >= len(expected):
                     break
             read = _records_read(rest_port, str(client.get_job_id()), len(rows) + flushed)
+            times = task_times(rest_port, str(client.get_job_id()), wait_s=30)
     except Exception as e:  # the watchdog's cancel ends the iterator with the job's failure
         if "deadline" not in diagnosis:
             raise
@@ -134,6 +135,9 @@ def test_sql_count_windows_equal_python_windows(settings, slide):
     finally:
         watchdog.cancel()
     assert read == len(rows) + flushed, ("the source read", read, "of", len(rows), "readings and", flushed, "flushes")
+    # every stage's time split, as bench/pipeline.py reads it: each a share of a second
+    assert times and all(len(t) == 3 for t in times.values()), times
+    assert all(0.0 <= v <= 1050.0 for t in times.values() for v in t.values()), times
     assert set(got) == set(expected), (sorted(set(expected) ^ set(got))[:5], diagnosis)
     for key, x in expected.items():
         feats, start = got[key]

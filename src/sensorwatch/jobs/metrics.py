@@ -78,3 +78,27 @@ def subtask_records_in(
         if all(counts) or time.monotonic() >= deadline:
             return counts
         time.sleep(1)
+
+
+#: Flink's task-level time split, each in ms per second of wall time: working, waiting for
+#: input, and blocked by a slower task downstream (back-pressure).
+TIME_METRICS = ("busyTimeMsPerSecond", "idleTimeMsPerSecond", "backPressuredTimeMsPerSecond")
+
+
+def task_times(
+    rest_port: int, job_id: str, host: str = "127.0.0.1", wait_s: float = 0.0
+) -> dict[str, dict[str, float]]:
+    """Task name -> the mean over its subtasks of :data:`TIME_METRICS`: where a job spends its
+    time, stage by stage (a chain of operators is one task). The stage that is busy while
+    those before it are back-pressured is the one that bounds the job. ``wait_s``: as in
+    :func:`job_metrics`, ask again while a task has none yet."""
+    base = f"http://{host}:{rest_port}/jobs/{job_id}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        out: dict[str, dict[str, float]] = {}
+        for v in _get(base)["vertices"]:
+            got = _get(f"{base}/vertices/{v['id']}/subtasks/metrics?get={','.join(TIME_METRICS)}&agg=avg")
+            out[v["name"]] = {m["id"]: float(m["avg"]) for m in got}
+        if all(len(t) == len(TIME_METRICS) for t in out.values()) or time.monotonic() >= deadline:
+            return out
+        time.sleep(1)
