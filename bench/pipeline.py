@@ -443,10 +443,10 @@ def main() -> int:
         )
         memory: dict = {}
         stages: dict = {}
-        recording = work / "default-job.jfr"
-        default_progress = default_config_rate(a, windows, memory=memory, stages=stages, profile=recording)
-        profile = jfr_summary(recording)
-        print(f"JFR profile of the default job ({recording}, {profile['samples']:,} execution samples):")
+        jfr_path = work / "default-job.jfr"
+        default_progress = default_config_rate(a, windows, memory=memory, stages=stages, profile=jfr_path)
+        profile = jfr_summary(jfr_path)
+        print(f"JFR profile of the default job ({jfr_path}, {profile['samples']:,} execution samples):")
         for what in ("threads", "self"):
             print(f"  by {'thread' if what == 'threads' else 'method (self)'}:")
             for name, share in profile[what]:

@@ -170,3 +170,29 @@ def _the_scorer_publishes_device_records(s, port, ds, X, base) -> None:
     packed = decode_scores(row.packed)
     assert packed.sensors == ["pump-0000"] * n
     assert all(d.split(",")[0].split(":")[0] == r["tags"][0]["tag"] for d, r in zip(packed.drivers, scored))
+
+
+def test_a_relations_model_takes_its_own_threshold_margin():
+    """A relations model's threshold is its validation quantile x
+    ``relations_threshold_margin``; a sensor model's, on the same windows' first tag, x
+    ``threshold_margin``."""
+    from sensorwatch.core.config import TrainingConfig
+    from sensorwatch.training.fit import Prepared, fit_calibrated
+
+    rng = np.random.default_rng(0)
+    t = np.arange(1200)
+    load = 0.65 + 0.3 * np.sin(2 * np.pi * t / 90) + rng.normal(0, 0.01, t.size)
+    tags = np.stack([100 * load, 8 * load**2, 40 * load**3], axis=-1)  # [T, 3 tags] of means
+    X = np.lib.stride_tricks.sliding_window_view(tags, S, axis=0).transpose(0, 2, 1).astype(np.float32)
+    cfg = TrainingConfig(epochs=2, min_windows=10, threshold_margin=1.5, relations_threshold_margin=2.25)
+
+    def prepared(x):
+        return Prepared(x[:900], x[-200:], np.arange(200), np.zeros(200, bool), len(x))
+
+    device = fit_calibrated([prepared(X)], cfg, S, use_labels=False, tags=3)
+    assert device.detector.relations and device.rules[0].margin == 2.25
+    sensor_x = np.concatenate([X[..., :1], np.zeros_like(X[..., :1]), np.ones_like(X[..., :1])], axis=-1)
+    sensor = fit_calibrated([prepared(sensor_x)], cfg, S, use_labels=False)
+    assert not sensor.detector.relations and sensor.rules[0].margin == 1.5
+    q = np.quantile(device.val_scores[0], cfg.threshold_quantile)
+    np.testing.assert_allclose(device.thresholds[0], q * 2.25, rtol=1e-4)

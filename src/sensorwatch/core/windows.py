@@ -26,6 +26,12 @@ import numpy as np
 FEATURES: tuple[str, ...] = ("values", "stddev", "count")
 
 
+def feature_columns(names) -> list[int]:
+    """Where each of ``names`` (a subset of :data:`FEATURES`, say ``training.device_features``)
+    sits in a window's feature axis as the job sends it."""
+    return [FEATURES.index(f) for f in names]
+
+
 def _ends_between(window_end: np.ndarray, ts_from: int | None, ts_to: int | None) -> np.ndarray:
     """Which window ends lie in [ts_from, ts_to) (None: unbounded on that side)."""
     m = np.ones(window_end.size, dtype=bool)

@@ -161,6 +161,18 @@ class Detector(ABC):
             "ignored": [f for f, u in zip(names, use) if u == 0.0],
         }
 
+    @property
+    def relations(self) -> bool:
+        """A device model reading its tags' relations (autoencoders; see :class:`AutoencoderDetector`)."""
+        return False
+
+    @property
+    def threshold_margin(self) -> float:
+        """The threshold's margin over its validation quantile: ``training.threshold_margin``, or
+        ``relations_threshold_margin`` for a relations model (its worst-of-tags score has the
+        longer tail)."""
+        return self.cfg.relations_threshold_margin if self.relations else self.cfg.threshold_margin
+
     def _check(self, x: np.ndarray, what: str) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.n_features):

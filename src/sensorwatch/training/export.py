@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sensorwatch.core.windows import FEATURES
+from sensorwatch.core.windows import FEATURES, feature_columns
 from sensorwatch.serving.repository import REPORT_FILE
 from sensorwatch.training.detectors import Detector
 
@@ -107,7 +107,7 @@ class DeviceServingModule(tf.Module):
     def __init__(self, detector: Detector, devices: list[str], tags: list[list[str]]):
         super().__init__()
         #: the features the model reads of each tag, as indices into the signature's FEATURES
-        self.read = tuple(FEATURES.index(f) for f in detector.features)
+        self.read = tuple(feature_columns(detector.features))
         F = len(self.read)
         self.width = detector.n_features // F
         widest = max(len(t) for t in tags)

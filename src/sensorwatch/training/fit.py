@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorwatch.core.config import TrainingConfig
-from sensorwatch.core.windows import FEATURES, DeviceSeries, SensorSeries, device_sequences, sequences
+from sensorwatch.core.windows import (
+    FEATURES,
+    DeviceSeries,
+    SensorSeries,
+    device_sequences,
+    feature_columns,
+    sequences,
+)
 from sensorwatch.training.calibrate import CalibrationError, ThresholdRule, fit_threshold
 
 
@@ -60,7 +67,7 @@ def prepare(
     packed group of devices with different tag counts)."""
     if isinstance(series, DeviceSeries):
         X4, ends = device_sequences(series, seq_len, slide, window_ms)
-        X4 = X4[..., [FEATURES.index(f) for f in features]]
+        X4 = X4[..., feature_columns(features)]
         pad = (width or X4.shape[2]) - X4.shape[2]
         X4 = np.concatenate([X4, np.full((*X4.shape[:2], pad, X4.shape[3]), np.nan, np.float32)], axis=2)
         X = X4.reshape(*X4.shape[:2], -1)
@@ -112,7 +119,7 @@ def fit_calibrated(
             thr, rule = fit_threshold(
                 s,
                 quantile=cfg.threshold_quantile,
-                margin=cfg.relations_threshold_margin if getattr(det, "relations", False) else cfg.threshold_margin,
+                margin=det.threshold_margin,
                 nonnegative=det.nonnegative_scores,
                 labels=d.val_labels,
                 target_far=cfg.target_far if use_labels else None,

@@ -35,6 +35,7 @@ from sensorwatch.core.windows import (
     device_model_name,
     device_of,
     device_series,
+    feature_columns,
     matches,
     model_name,
 )
@@ -301,7 +302,7 @@ def _warmup(m: Member, d: Prepared, features: tuple[str, ...]) -> np.ndarray:
         return w
     read = w.reshape(*w.shape[:2], -1, len(features))[:, :, : len(m.series.tags)]
     full = np.zeros((*read.shape[:3], len(FEATURES)), np.float32)
-    full[..., [FEATURES.index(f) for f in features]] = read
+    full[..., feature_columns(features)] = read
     return full
 
 
