@@ -59,6 +59,33 @@ def windows_of(series: dict, s, granularity: str):
     return out
 
 
+def anomalies(out) -> list[dict]:
+    """The anomalous windows among one batch's scorer outputs: a device model's records (made in
+    Python), and a sensor model's from the batch's compact scores (the job builds their records
+    in the JVM, from the same columns)."""
+    from sensorwatch.core.outputs import WINDOW_SCORES
+    from sensorwatch.udfs.batch import decode_scores
+
+    recs = [json.loads(o.value) for o in out if o.kind == "anomaly"]
+    for o in out:
+        if o.kind != WINDOW_SCORES:
+            continue
+        b = decode_scores(o.packed)
+        for i in np.flatnonzero(b.cols["anomaly"]).tolist():
+            if "/" not in b.sensors[i]:
+                continue  # a device model's window (keyed by its device): its record is above
+            recs.append(
+                {
+                    "sensor": b.sensors[i],
+                    "device": b.sensors[i].split("/")[0],
+                    "window_end": int(b.cols["end"][i]),
+                    "score": float(b.cols["score"][i]),
+                    "threshold": float(b.cols["threshold"][i]),
+                }
+            )
+    return recs
+
+
 def evaluate(records: list[dict], labels, s) -> dict:
     """Recall, alarm precision and (device records) the top-two tag share; see the module docstring."""
     w_ms, S = int(s.job.window_s * 1000), s.job.seq_len
@@ -156,7 +183,7 @@ def main() -> None:
                 records = []
                 try:
                     for batch in windows_of(series, s, granularity):
-                        records += [json.loads(o.value) for o in scorer.score(batch) if o.kind == "anomaly"]
+                        records += anomalies(scorer.score(batch))
                 finally:
                     scorer.close()
                 results[granularity] = {**evaluate(records, labels, s), "anomaly_records": len(records)}

@@ -125,6 +125,8 @@ def _batches(scenario: dict[str, list[dict]]) -> list[bytes]:
     for end in sorted(by_end):
         rows = by_end[end]
         cols = {
+            "row": list(range(len(rows))),
+            "anomaly": [int(r["score"] > r["threshold"]) for r in rows],
             "end": [r["end"] for r in rows],
             "closed": [r["end"] + 10 for r in rows],
             "version": [r["version"] for r in rows],
@@ -165,7 +167,8 @@ def stage():
         "scored", t_env.from_elements([(WINDOW_SCORES, None, None, bytearray(b)) for b in _batches(scenario)], schema)
     )
     for stmt in statements(s)["scored_views"]:
-        t_env.execute_sql(stmt)
+        if stmt.startswith("CREATE TEMPORARY VIEW window_scores AS"):  # the stage's own view
+            t_env.execute_sql(stmt)
     with t_env.sql_query(incidents_query(s)).execute().collect() as rows:
         got = [(r[0], json.loads(r[1])) for r in rows]
 

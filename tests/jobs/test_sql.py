@@ -25,7 +25,10 @@ def test_one_sink_and_one_insert_per_enabled_output(emit_scores, incidents):
     assert sinks == {o.topic_field for o in enabled} | ({"incidents"} if incidents else set())
     # the incident stage reads the scorer's compact rows, through its own view
     stage = [i for i in sql["scored_inserts"] if i.startswith("INSERT INTO incidents_out")]
-    assert len(stage) == incidents and len(sql["scored_views"]) == incidents
+    views = {re.match(r"CREATE TEMPORARY VIEW (\w+) AS", v).group(1): v for v in sql["scored_views"]}
+    assert len(stage) == incidents and set(views) == {"records"} | ({"window_scores"} if incidents else set())
+    # a sensor model's records are built in the JVM from the compact row, every score or anomalies alone
+    assert f"explode_records(batch, packed, {'TRUE' if emit_scores else 'FALSE'})" in views["records"]
     if incidents:
         assert f"'topic' = '{s.kafka.topics.incidents}'" in "\n".join(sql["ddl"])
         assert "TABLE window_scores PARTITION BY sensor" in stage[0] and "uid => 'incidents'" in stage[0]
@@ -33,7 +36,7 @@ def test_one_sink_and_one_insert_per_enabled_output(emit_scores, incidents):
     assert set(inserts) == {o.kind for o in enabled}
     for o in enabled:
         assert f"'topic' = '{o.topic(s.kafka.topics)}'" in "\n".join(sql["ddl"])
-        assert inserts[o.kind].startswith(f"INSERT INTO {o.topic_field}_out ")
+        assert inserts[o.kind].startswith(f"INSERT INTO {o.topic_field}_out SELECT k, v FROM records ")
 
 
 def test_unknown_output_kind_is_refused_by_name():

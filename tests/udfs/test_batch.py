@@ -59,10 +59,27 @@ def test_device_batch_round_trip_with_padding_and_missing_steps():
 
 
 def test_score_rows_carry_a_device_models_drivers():
-    from sensorwatch.udfs.batch import SCORE_BYTES, SCORE_DOUBLES, SCORE_LONGS, ScoreBatch, decode_scores, encode_scores
+    from sensorwatch.udfs.batch import SCORE_COLUMNS, ScoreBatch, decode_scores, encode_scores
 
-    cols = {c: np.arange(2) for c in (*SCORE_LONGS, *SCORE_DOUBLES, *SCORE_BYTES)}
+    cols = {c: np.arange(2) + k for k, c in enumerate(SCORE_COLUMNS)}
     b = ScoreBatch(["pump-1", "d/t"], ["pump-1", "packed-001"], cols, ["speed:0.700,flow:0.300", ""])
     d = decode_scores(encode_scores(b))
     assert d.sensors == b.sensors and d.models == b.models and d.drivers == b.drivers
+    assert d.per_step_error is None
+    for c in SCORE_COLUMNS:
+        np.testing.assert_array_equal(d.cols[c], cols[c])
     assert decode_scores(encode_scores(ScoreBatch(["d/t"], ["m"], {c: v[:1] for c, v in cols.items()}))).drivers == [""]
+
+
+def test_score_rows_carry_per_step_errors_with_nan_for_none():
+    """Each window's per-step errors travel with its scores; a NaN row is a model that gave none."""
+    from sensorwatch.udfs.batch import SCORE_COLUMNS, ScoreBatch, decode_scores, encode_scores
+
+    pse = np.array([[0.5, 1.5, 2.5], [np.nan, np.nan, np.nan]])
+    b = ScoreBatch(["a/x", "b/y"], ["m", "m"], {c: np.arange(2) for c in SCORE_COLUMNS}, None, pse)
+    d = decode_scores(encode_scores(b))
+    np.testing.assert_array_equal(d.per_step_error, pse)
+    with pytest.raises(ValueError, match="without sensor, model"):
+        decode_scores(encode_scores(b)[:-4])
+    with pytest.raises(ValueError, match="cannot hold"):
+        decode_scores(encode_scores(b)[:60])

@@ -17,7 +17,7 @@ from sensorwatch.core.windows import model_name, sequences
 from sensorwatch.serving.client import ScoringClient
 from sensorwatch.simulate.history import fleet_history
 from sensorwatch.stack.kafka_broker import free_port
-from sensorwatch.udfs.batch import WindowBatch, decode_scores
+from sensorwatch.udfs.batch import WindowBatch, decode_scores, encode
 from sensorwatch.udfs.metrics import Metrics
 from sensorwatch.udfs.scoring import BatchScorer
 
@@ -40,7 +40,35 @@ def _batch(s, sensors: list[str], n: int = 1) -> WindowBatch:
     )
 
 
-def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
+@pytest.fixture(scope="module")
+def explode():
+    """``explode(batch, packed, emit_scores)``: the job's JVM record builder (``explode_records``)
+    run in a Flink table environment over one batch and its compact scores; its (kind, k, v) rows."""
+    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+
+    from sensorwatch.core.jars import fetch, flink_jars
+
+    fetch()
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
+    env.get_config().set("parallelism.default", "1")
+    env.execute_sql("CREATE TEMPORARY FUNCTION explode_records AS 'io.sensorwatch.flink.ExplodeRecords' LANGUAGE JAVA")
+    row = DataTypes.ROW([DataTypes.FIELD("batch", DataTypes.BYTES()), DataTypes.FIELD("packed", DataTypes.BYTES())])
+
+    def run(batch: bytes, packed: bytes, emit_scores: bool) -> list[tuple[str, str, str]]:
+        env.create_temporary_view("explode_input", env.from_elements([(bytearray(batch), bytearray(packed))], row))
+        try:
+            emit = "TRUE" if emit_scores else "FALSE"
+            sql = f"SELECT r.kind, r.k, r.v FROM explode_input, LATERAL TABLE(explode_records(batch, packed, {emit})) AS r"
+            with env.execute_sql(sql).collect() as rows:
+                return [(r[0], r[1], r[2]) for r in rows]
+        finally:
+            env.drop_temporary_view("explode_input")
+
+    return run
+
+
+def test_scores_equal_direct_predict_and_untrained_is_no_model(world, explode):
     s = world.model_copy(deep=True)
     s.job.emit_scores = True
     sensors = ["dev-0000/temperature", "dev-0001/pressure", f"{UNTRAINED}/vibration", "dev-0002/vibration"]
@@ -52,20 +80,28 @@ def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
     finally:
         scorer.close()
     *out, packed = out
-    assert len(out) == len(batch), "one record per window, then the batch's compact scores"
-    recs = [json.loads(o.value) for o in out]
-    assert [r["sensor"] for r in recs] == batch.sensors, "records in batch order"
+    assert [o.kind for o in out] == ["no_model"] * 3, "Python makes the no-model records, in batch order"
+    # a sensor model's records: built in the JVM from the batch and its compact scores
+    built = explode(encode(batch), packed.packed, True)
+    assert len(out) + len(built) == len(batch), "one record per window"
+    recs = [json.loads(o.value) for o in out] + [json.loads(v) for _, _, v in built]
+    kinds = [o.kind for o in out] + [k for k, _, _ in built]
+    assert [k for _, k, _ in built] == [f"{r['sensor']}@{r['window_end']}" for r in recs[len(out) :]]
+    assert sorted((r["sensor"], r["window_end"]) for r in recs) == sorted(zip(batch.sensors, batch.end.tolist()))
     client = ScoringClient(s.serving)
-    for i, (o, r) in enumerate(zip(out, recs)):
+    row_of = {(x, int(e)): i for i, (x, e) in enumerate(zip(batch.sensors, batch.end))}
+    for kind, r in zip(kinds, recs):
+        i = row_of[(r["sensor"], r["window_end"])]
         if r["sensor"].startswith(UNTRAINED):
-            assert o.kind == "no_model" and r["status"] == "no_model" and r["score"] is None
+            assert kind == "no_model" and r["status"] == "no_model" and r["score"] is None
             continue
         direct = client.score(r["model_name"], batch.features[i : i + 1], sensors=[r["sensor"]])
         assert r["model_name"] == model_name(r["sensor"], "packed", s.serving.packed_groups)
         assert r["model_version"] == direct.model_version
         assert abs(r["score"] - float(direct.score[0])) < 1e-5 and r["threshold"] == float(direct.threshold[0])
-        assert o.kind == ("anomaly" if r["is_anomaly"] else "score")
+        assert kind == ("anomaly" if r["is_anomaly"] else "score")
         assert r["values"] == batch.features[i, :, 0].tolist()
+        assert r["per_step_error"] == pytest.approx(direct.per_step_error[0].tolist(), rel=1e-5, abs=1e-9)
     client.close()
     # the incident stage's row: every scored window (not the untrained ones), score for score
     assert packed.kind == WINDOW_SCORES and packed.key is None and packed.value is None
@@ -85,6 +121,66 @@ def test_scores_equal_direct_predict_and_untrained_is_no_model(world):
     v = metrics.values()
     assert v["no_model"] == 3 and v["windows_scored"] == 9
     assert len(v["score_latency_ms"]) == 12
+    # without emit_scores the JVM builds the anomalies' records alone
+    only = explode(encode(batch), packed.packed, False)
+    assert [(k, key) for k, key, _ in only] == [(k, key) for k, key, _ in built if k == "anomaly"]
+
+
+def test_jvm_records_equal_the_record_contract(explode):
+    """``explode_records`` writes :func:`~sensorwatch.core.contracts.anomaly_record`, field for
+    field in its order (processing time aside); only anomalies without ``emit_scores``; a score
+    row that names another window than its batch's row is an error, not a wrong record."""
+    from sensorwatch.core.contracts import anomaly_record
+    from sensorwatch.udfs.batch import SCORE_COLUMNS, ScoreBatch, encode_scores
+
+    rng = np.random.default_rng(3)
+    n, S = 4, 5
+    end = 1_795_000_000_000 + 5000 * np.arange(n)
+    batch = WindowBatch(
+        ["d1/t", "d2/flow", "d3/x", "d1/t"], end - 25_000, end, end + 7, np.abs(rng.normal(1, 1, (n, S, 3)))
+    )
+    rows = np.array([2, 0, 3, 1])  # a call's order, not the batch's
+    cols = {c: np.zeros(n) for c in SCORE_COLUMNS}
+    cols |= {
+        "row": rows,
+        "end": end[rows],
+        "closed": end[rows] + 7,
+        "version": np.array([3, 3, 4, 4]),
+        "score": rng.uniform(0, 2, n),
+        "threshold": np.full(n, 1.0),
+        "anomaly": np.array([1, 0, 1, 0]),
+    }
+    pse = rng.uniform(0, 1, (n, S))
+    pse[3] = np.nan  # a model without per-step errors
+    models = ["packed-001", "packed-001", "packed-002", "packed-002"]
+    scores = ScoreBatch([batch.sensors[r] for r in rows], models, cols, None, pse)
+    built = explode(encode(batch), encode_scores(scores), True)
+    assert [k for k, _, _ in built] == ["anomaly", "score", "anomaly", "score"]
+    for j, (_kind, key, v) in enumerate(built):
+        r = int(rows[j])
+        got = json.loads(v)
+        want = anomaly_record(
+            sensor=batch.sensors[r],
+            window_start=int(batch.start[r]),
+            window_end=int(batch.end[r]),
+            values=batch.features[r, :, 0].tolist(),
+            stddev=batch.features[r, :, 1].tolist(),
+            counts=batch.features[r, :, 2].tolist(),
+            score=float(cols["score"][j]),
+            threshold=1.0,
+            is_anomaly=bool(cols["anomaly"][j]),
+            model_name=models[j],
+            model_version=int(cols["version"][j]),
+            processing_ts=got["processing_ts"],
+            per_step_error=None if j == 3 else pse[j].tolist(),
+            window_closed_ts=int(batch.closed[r]),
+        )
+        assert list(got) == list(want), "the contract's fields, in its order"
+        assert got == want and key == want["key"]
+    assert [k for k, _, _ in explode(encode(batch), encode_scores(scores), False)] == ["anomaly", "anomaly"]
+    bad = dict(cols, row=np.array([1, 0, 3, 1]))
+    with pytest.raises(Exception, match="does not match window"):
+        explode(encode(batch), encode_scores(ScoreBatch(scores.sensors, models, bad, None, pse)), True)
 
 
 def test_unknown_model_per_sensor_layout_is_no_model(world):
@@ -120,7 +216,7 @@ def test_model_server_down_delays_scoring_and_loses_nothing(world, tmp_path):
         server.stop()
     waited = time.monotonic() - t0
     assert waited > 2.0, "scoring waited for the server"
-    assert len(out) == len(batch) + 1 and all(o.kind in ("score", "anomaly") for o in out[:-1])
+    assert len(out) == 1 and out[0].kind == WINDOW_SCORES, "every window scored: records come from the JVM"
     assert len(decode_scores(out[-1].packed)) == len(batch)
     v = metrics.values()
     assert v["outages"] == 1 and v["score_retries"] >= 1 and v["outage_ms"] >= 1000

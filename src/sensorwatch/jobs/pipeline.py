@@ -180,7 +180,7 @@ def _job(s: Settings, extra_conf: dict[str, str] | None = None):
         _create_view(t_env, stmt)
     cols = ", ".join(OUTPUT_COLUMNS)
     t_env.execute_sql(f"""CREATE TEMPORARY VIEW scored AS
-SELECT {cols} FROM batches, LATERAL TABLE(score_batch(batch)) AS T({cols})""")
+SELECT {cols}, batch FROM batches, LATERAL TABLE(score_batch(batch)) AS T({cols})""")
     for stmt in sql["scored_views"]:
         t_env.execute_sql(stmt)
     inserts = "".join(f"{stmt.strip().rstrip(';')};\n" for stmt in sql["inserts"] + sql["scored_inserts"])

@@ -24,6 +24,11 @@ for TUMBLE against ~1.5k rows/s for a Python keyed window; see docs/BENCHMARKS.m
    packs every window that closed at the same event time into one byte batch
    (``pack_windows``). It fires on the same watermark as step 4, so batching adds no latency,
    and Python sees one row per shard and window end instead of one per sensor.
+7. ``records``: the scorer's rows (no-model records, device models' records) and, from each
+   batch's compact ``window_scores`` row and the batch itself, a sensor model's anomaly (and,
+   with ``emit_scores``, score) records built by ``explode_records``: no Python row or JSON
+   dump per window.
+8. The incident stage (:func:`incidents_query`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ FUNCTIONS = {
     "device_vector": "io.sensorwatch.flink.DeviceVector",
     "pack_device_windows": "io.sensorwatch.flink.PackDeviceWindows",
     "unpack_scores": "io.sensorwatch.flink.UnpackScores",
+    "explode_records": "io.sensorwatch.flink.ExplodeRecords",
     "track_incidents": "io.sensorwatch.flink.TrackIncidents",
 }
 
@@ -168,7 +174,8 @@ def statements(s: Settings) -> dict[str, list[str]]:
     """``{"ddl": [...], "views": [...], "inserts": [...]}``: the job's SQL, in order.
 
     The Python half reads the view ``batches`` and writes the view ``scored`` (kind, k, v,
-    packed); the views and inserts over ``scored`` are in ``scored_views`` and ``scored_inserts``.
+    packed, and the batch it read); the views and inserts over ``scored`` are in
+    ``scored_views`` and ``scored_inserts``.
     """
     job, t = s.job, s.kafka.topics
     v = job.validation
@@ -301,12 +308,21 @@ SELECT CONCAT(sensor, '@', CAST(epoch_ms(window_end) AS STRING)), sensor, device
   epoch_ms(window_start), epoch_ms(window_end), mean, stddev, cnt, closed_ts, window_end
 FROM aggregates""",
     ]
+    # 7. The records: Python's rows (no-model records, device models' records) and the rows the
+    # JVM builds from each batch's compact scores (a sensor model's anomaly and score records)
+    emit = "TRUE" if job.emit_scores else "FALSE"
+    scored_views = [
+        f"""CREATE TEMPORARY VIEW records AS
+SELECT kind, k, v FROM scored WHERE kind <> {_q(WINDOW_SCORES)}
+UNION ALL
+SELECT r.kind, r.k, r.v FROM scored, LATERAL TABLE(explode_records(batch, packed, {emit})) AS r
+WHERE scored.kind = {_q(WINDOW_SCORES)}"""
+    ]
     scored_inserts = [
-        f"INSERT INTO {o.topic_field}_out SELECT k, v FROM scored WHERE kind = {_q(o.kind)}"
+        f"INSERT INTO {o.topic_field}_out SELECT k, v FROM records WHERE kind = {_q(o.kind)}"
         for o in OUTPUTS
         if o.enabled(s)
     ]
-    scored_views = []
     if job.incidents.enabled:
         scored_views.append(f"""CREATE TEMPORARY VIEW window_scores AS
 SELECT u.* FROM scored, LATERAL TABLE(unpack_scores(packed)) AS u

@@ -130,18 +130,23 @@ def encode_devices(batch: DeviceBatch) -> bytes:
     return head + times + feats + "\n".join(names).encode("utf-8")
 
 
-#: Layout of a compact score batch (``encode_scores``; ``jvm/flink/.../UnpackScores.java`` reads it).
+#: Layout of a compact score batch (``encode_scores``; ``jvm/flink/.../ScoreRows.java`` reads it).
+SCORE_INTS = ("row",)
 SCORE_LONGS = ("end", "closed", "version")
 SCORE_DOUBLES = ("score", "threshold", "seed_n", "seed_mean", "seed_var")
-SCORE_BYTES = ("step", "feature", "hint")
+SCORE_BYTES = ("step", "feature", "hint", "anomaly")
+SCORE_COLUMNS = SCORE_INTS + SCORE_LONGS + SCORE_DOUBLES + SCORE_BYTES
 
 
 @dataclass
 class ScoreBatch:
-    """The scored windows of one batch, column by column: what the incident stage reads.
+    """The scored windows of one batch, column by column: what the incident stage and the JVM's
+    record builder (``explode_records``) read.
 
     One bytes row per batch crosses from Python to the JVM, where ``unpack_scores`` makes the
-    per-window rows; a Python row per window would cost as much as the scoring itself.
+    per-window rows of the incident stage and ``explode_records`` the anomaly and score records
+    of sensor models; a Python row or a JSON dump per window would cost more than the scoring.
+    ``cols["row"]`` is each window's row in the batch the scorer read (its features are there).
     """
 
     sensors: list[str]
@@ -149,6 +154,8 @@ class ScoreBatch:
     cols: dict[str, np.ndarray]
     drivers: list[str] | None = None
     """device models: the tags that drove each window's score, ``tag:share`` joined by ``,``"""
+    per_step_error: np.ndarray | None = None
+    """float64 [n, E]: each window's per-step error; a row starting with NaN has none"""
 
     def __len__(self) -> int:
         return len(self.sensors)
@@ -156,10 +163,13 @@ class ScoreBatch:
 
 def encode_scores(b: ScoreBatch) -> bytes:
     n = len(b)
-    parts = [np.array([n], "<i4").tobytes()]
+    pse = np.zeros((n, 0)) if b.per_step_error is None else np.asarray(b.per_step_error, "<f8").reshape(n, -1)
+    parts = [np.array([n, pse.shape[1]], "<i4").tobytes()]
+    parts += [np.asarray(b.cols[c], "<i4").tobytes() for c in SCORE_INTS]
     parts += [np.asarray(b.cols[c], "<i8").tobytes() for c in SCORE_LONGS]
     parts += [np.asarray(b.cols[c], "<f8").tobytes() for c in SCORE_DOUBLES]
     parts += [np.asarray(b.cols[c], "i1").tobytes() for c in SCORE_BYTES]
+    parts.append(np.ascontiguousarray(pse, "<f8").tobytes())
     drivers = b.drivers or [""] * n
     names = "\n".join(f"{s}\t{m}\t{d}" for s, m, d in zip(b.sensors, b.models, drivers))
     return b"".join(parts) + names.encode("utf-8")
@@ -167,14 +177,27 @@ def encode_scores(b: ScoreBatch) -> bytes:
 
 def decode_scores(buf: bytes) -> ScoreBatch:
     """The inverse of :func:`encode_scores` (tests; the job decodes in the JVM)."""
-    (n,) = np.frombuffer(buf, "<i4", count=1)
-    n, off, cols = int(n), 4, {}
-    for names, dtype, size in ((SCORE_LONGS, "<i8", 8), (SCORE_DOUBLES, "<f8", 8), (SCORE_BYTES, "i1", 1)):
+    if len(buf) < 8:
+        raise ValueError(f"score batch of {len(buf)} bytes has no header")
+    n, e = (int(x) for x in np.frombuffer(buf, "<i4", count=2))
+    if n < 0 or e < 0 or len(buf) < 8 + n * (4 + 3 * 8 + 5 * 8 + 4) + 8 * n * e:
+        raise ValueError(f"score batch of {len(buf)} bytes cannot hold {n} windows of {e} errors")
+    off, cols = 8, {}
+    for names, dtype, size in (
+        (SCORE_INTS, "<i4", 4),
+        (SCORE_LONGS, "<i8", 8),
+        (SCORE_DOUBLES, "<f8", 8),
+        (SCORE_BYTES, "i1", 1),
+    ):
         for c in names:
             cols[c] = np.frombuffer(buf, dtype, count=n, offset=off).copy()
             off += size * n
+    pse = np.frombuffer(buf, "<f8", count=n * e, offset=off).reshape(n, e).copy()
+    off += 8 * n * e
     lines = bytes(buf[off:]).decode("utf-8").split("\n") if n else []
     if len(lines) != n:
         raise ValueError(f"score batch names {len(lines)} windows for {n}")
     parts = [line.split("\t", 2) for line in lines]
-    return ScoreBatch([p[0] for p in parts], [p[1] for p in parts], cols, [p[2] for p in parts])
+    if any(len(p) != 3 for p in parts):
+        raise ValueError("score batch names a window without sensor, model and drivers")
+    return ScoreBatch([p[0] for p in parts], [p[1] for p in parts], cols, [p[2] for p in parts], pse if e else None)

@@ -9,7 +9,9 @@ readings topic: half the throughput.)
 One scorer, hence one gRPC channel, per Python worker: made in ``open()``, closed in
 ``close()`` (the PyFlink examples' rule). ``score_batch(batch)`` takes one ``batches`` row's
 bytes (every count window of a shard that closed at one event time) and yields
-``(kind, k, v)`` rows for the Kafka sinks.
+``(kind, k, v, packed)`` rows: no-model and device-model records for the Kafka sinks, and one
+``window_scores`` row whose ``packed`` bytes hold every scored window, compact, for the JVM
+(the incident stage, and ``explode_records``, which builds a sensor model's records).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ OUTPUT_COLUMNS = ("kind", "k", "v", "packed")
 
 
 class ScoreBatch(TableFunction):
-    """Score each batch of count windows; yield anomaly, score and no-model records."""
+    """Score each batch of count windows; yield its compact scores and the records made in Python."""
 
     def __init__(self, settings):
         # The Settings object travels pickled with the function (a JSON dump would mask secrets).

@@ -11,9 +11,11 @@ Free of PyFlink so that it is tested on its own against the real gRPC server;
 * NOT_FOUND (no such model), and ``known = False`` from a packed model, give a ``no_model``
   record; any other refusal (a model trained for another S, say) gives an ``error`` record with
   the server's message. Neither is silent;
-* records come out in batch order, one per window, tagged with their kind from
-  :data:`sensorwatch.core.outputs.OUTPUTS`: an anomaly, a score (``emit_scores``), or a
-  no-model record (status ``no_model`` or ``error``);
+* every scored window goes into the batch's one compact :data:`WINDOW_SCORES` row (score,
+  threshold, anomaly flag, per-step errors, explanation); the JVM builds a sensor model's
+  anomaly and score records from it (``explode_records``) and feeds the incident stage. Python
+  makes only the records the JVM cannot: no-model records and device models' records, in
+  batch order, tagged with their kind from :data:`sensorwatch.core.outputs.OUTPUTS`;
 * a :class:`DeviceBatch` goes to the devices' models (``device_model_name``) with the device
   signature; its records name the tags that drove each score, and every tag a device model
   does not know gets a no-model record of its own (``device/tag``), window by window.
@@ -73,6 +75,20 @@ class _Call:
     rows: np.ndarray
     attempt: int = 0
     future: grpc.Future | None = None
+
+
+def _stack_errors(errors: list[np.ndarray | None], sizes: list[int]) -> np.ndarray | None:
+    """The calls' per-step errors as one [n, E] block; NaN rows where a model gave none."""
+    width = max((e.shape[1] for e in errors if e is not None), default=0)
+    if width == 0:
+        return None
+    out = np.full((sum(sizes), width), np.nan)
+    at = 0
+    for e, k in zip(errors, sizes):
+        if e is not None:
+            out[at : at + k, : e.shape[1]] = e
+        at += k
+    return out
 
 
 class BatchScorer:
@@ -160,8 +176,8 @@ class BatchScorer:
 
     # ---------------------------------------------------------------- records
     def score(self, batch: Batch) -> list[Output]:
-        """One output per window of ``batch`` that needs publishing, in batch order, then one
-        :data:`WINDOW_SCORES` row holding every scored window (when there is one)."""
+        """The records Python makes (no-model windows, device models' windows), in batch order,
+        then one :data:`WINDOW_SCORES` row holding every scored window (when there is one)."""
         if len(batch) == 0:
             return []
         calls = self._plan(batch)
@@ -195,28 +211,49 @@ class BatchScorer:
                         None if status == "no_model" else f"{ans.code().name}: {ans.details()}",
                     )
                 continue
+            n = len(call.rows)
             known = ans.extra.get("known")
-            scored.append((call, ans, np.ones(len(call.rows), bool) if known is None else np.asarray(known, bool)))
-            for j, r in enumerate(call.rows):
-                r = int(r)
-                if known is not None and not bool(known[j]):
-                    m.counter("no_model").inc()
+            ok = np.ones(n, bool) if known is None else np.asarray(known, bool)
+            scored.append((call, ans, ok))
+            anomalous = ok & np.asarray(ans.is_anomaly, bool)
+            m.counter("windows_scored").inc(int(ok.sum()))
+            m.counter("anomalies").inc(int(anomalous.sum()))
+            if not ok.all():
+                m.counter("no_model").inc(int(n - ok.sum()))
+            device = isinstance(batch, DeviceBatch)
+            for j in np.flatnonzero(anomalous).tolist():
+                anomaly_log.info(
+                    "%s@%d score %.6g over threshold %.6g (%s v%s)",
+                    batch.sensors[int(call.rows[j])],
+                    int(batch.end[int(call.rows[j])]),
+                    float(ans.score[j]),
+                    float(ans.threshold[j]),
+                    call.model,
+                    ans.model_version,
+                )
+            # A sensor model's records are built in the JVM (explode_records) from the batch's
+            # window_scores row; here, a window pays for a record only when no model scored it
+            # or a device model did (its tags' shares and unknown tags are made here).
+            publish = ~ok
+            if device:
+                publish |= (
+                    anomalous | (ok & emit_scores) | (ok & np.asarray(ans.extra["unknown_tag"], bool).any(axis=1))
+                )
+            for j in np.flatnonzero(publish).tolist():
+                r = int(call.rows[j])
+                if not ok[j]:
                     per_row[r] = self._unscored(batch, r, call.model, "no_model", now, None)
                     continue
                 rec = self._record(batch, r, ans, j, now)
-                m.counter("windows_scored").inc()
                 if rec.get("unknown_tags"):
                     per_row_extra.extend(self._unknown_tags(batch, r, call.model, rec["unknown_tags"], now))
-                if rec["is_anomaly"]:
-                    m.counter("anomalies").inc()
-                    text = json.dumps(rec)
-                    anomaly_log.info(text)
-                    per_row[r] = Output(ANOMALY.kind, rec["key"], text)
+                if anomalous[j]:
+                    per_row[r] = Output(ANOMALY.kind, rec["key"], json.dumps(rec))
                 elif emit_scores:
                     per_row[r] = Output(SCORE.kind, rec["key"], json.dumps(rec))
         self._observe_latency(batch, now)
         out = [o for o in per_row if o is not None] + per_row_extra
-        packed = self._window_scores(batch, scored) if self.settings.job.incidents.enabled else None
+        packed = self._window_scores(batch, scored)
         if packed is not None:
             out.append(Output(WINDOW_SCORES, None, None, packed))
         return out
@@ -225,6 +262,7 @@ class BatchScorer:
     def _window_scores(batch: Batch, scored: list[tuple[_Call, ScoreResult, np.ndarray]]) -> bytes | None:
         """Every scored window of ``batch`` as one compact row (see :class:`ScoreBatch`)."""
         parts = []
+        errors: list[np.ndarray | None] = []
         for call, ans, ok in scored:
             if not ok.any():
                 continue
@@ -252,6 +290,7 @@ class BatchScorer:
                     [call.model] * n,
                     drivers,
                     {
+                        "row": rows,
                         "end": batch.end[rows],
                         "closed": batch.closed[rows],
                         "version": np.full(n, ans.model_version or 0, np.int64),
@@ -261,9 +300,11 @@ class BatchScorer:
                         "step": step,
                         "feature": feature,
                         "hint": hint,
+                        "anomaly": np.asarray(ans.is_anomaly, np.int8)[ok],
                     },
                 )
             )
+            errors.append(None if pse is None else np.asarray(pse, np.float64).reshape(n, -1))
         if not parts:
             return None
         cols = {k: np.concatenate([p[3][k] for p in parts]) for k in parts[0][3]}
@@ -273,6 +314,7 @@ class BatchScorer:
                 [m for p in parts for m in p[1]],
                 cols,
                 [d for p in parts for d in p[2]],
+                _stack_errors(errors, [len(p[0]) for p in parts]),
             )
         )
 
