@@ -243,3 +243,65 @@ def test_metrics_in_prometheus_format_under_tf_servings_names(repo):
     assert value("tensorflow_cc_saved_model_load_attempt_count_total", model_path=f"{path}/2", status="error") == 1
     assert value("sensorwatch_serving_model_versions", model_name="pump", version="1", state="AVAILABLE") == 1
     assert value("sensorwatch_serving_model_versions", model_name="pump", version="2", state="END") == 1
+
+
+def test_rollback_under_load_has_zero_failed_requests(server, repo, tmp_path):
+    """`sensorwatch models rollback` while clients stream: every request answered, by version 2
+    until version 1 serves alone; `models unpin` brings version 2 back, again with no failure."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo.publish("pump", lambda d: export(d, offset=1.0))
+    c = _client(server, attempts=0)
+    w = _windows(32)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and c.score("pump", w).model_version != 2:
+        time.sleep(0.05)
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[Exception] = []
+
+    def stream():
+        while not stop.is_set():
+            try:
+                seen.append(c.score("pump", w).model_version)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and fails the test
+                errors.append(exc)
+
+    env = dict(
+        os.environ,
+        SENSORWATCH__SERVING__MODEL_BASE_PATH=str(repo.base),
+        SENSORWATCH__SERVING__TARGET=server.target,
+    )
+    cli = [sys.executable, "-m", "sensorwatch", "models"]
+    threads = [threading.Thread(target=stream) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        back = subprocess.run([*cli, "rollback", "pump"], env=env, capture_output=True, text=True, timeout=120)
+        n_rolled = len(seen)
+        time.sleep(0.5)
+        after_rollback = seen[n_rolled:]
+        fwd = subprocess.run([*cli, "unpin", "pump"], env=env, capture_output=True, text=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not seen or seen[-1] != 2):
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert back.returncode == 0, back.stderr
+    out = json.loads(back.stdout)
+    assert out["from"] == 2 and out["to"] == 1 and out["done"] and out["served"]["1"] == "AVAILABLE"
+    assert errors == [], errors[:3]
+    assert seen[0] == 2 and after_rollback and set(after_rollback) == {1}, "version 1 alone once the CLI returns"
+    (entry,) = repo.read_config()
+    assert fwd.returncode == 0, fwd.stderr
+    assert entry.policy == "latest" and seen[-1] == 2
+    # the CLI says why it cannot: no version older than the oldest, nor one that is not on disk
+    bad = subprocess.run([*cli, "rollback", "pump", "--to", "9"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no version 9 on disk" in bad.stderr

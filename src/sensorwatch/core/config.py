@@ -296,6 +296,17 @@ class ServingConfig(_Section):
         return self.model_config_file or self.model_base_path / "models.config"
 
 
+class TrackingConfig(_Section):
+    """Every training run as an MLflow run (``sensorwatch train``, and every caller of ``train_fleet``)."""
+
+    enabled: bool = True
+    """log each training run and each model version it publishes to MLflow"""
+    uri: str | None = None
+    """an MLflow tracking URI (a server's http://..., or a database); unset: a local SQLite store, <model_base_path>/../mlflow.db, its artifacts in <model_base_path>/../mlartifacts; `mlflow ui --backend-store-uri sqlite:///<that file>` shows the runs"""
+    experiment: str = "sensorwatch"
+    """the MLflow experiment the runs go to"""
+
+
 class TrainingConfig(_Section):
     """Offline training of one model per sensor."""
 
@@ -345,6 +356,7 @@ class TrainingConfig(_Section):
     workers: int = Field(0, ge=0, description="parallel processes; 0 = all cores")
     seed: int = 0
     """training seed"""
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("device_features")
     @classmethod

@@ -26,7 +26,7 @@ from types import ModuleType
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "serving": ("tensorflow", "tensorflow_serving", "grpc", "google.protobuf"),
     "job": ("pyflink", "tensorflow_serving", "grpc", "google.protobuf", "apache_beam"),
-    "train": ("tensorflow", "keras", "sklearn", "matplotlib", "optuna", "tqdm", "pandas", "pyarrow"),
+    "train": ("tensorflow", "keras", "sklearn", "matplotlib", "optuna", "tqdm", "pandas", "pyarrow", "mlflow"),
     "ui": ("starlette", "uvicorn", "jinja2", "sse_starlette", "grpc", "tensorflow_serving"),
 }
 

@@ -192,6 +192,54 @@ class ModelRepository:
         self.write_config(list(entries.values()))
         return entry
 
+    def served_version(self, name: str) -> int | None:
+        """The version models.config has the server answer with when a request names none: the
+        newest its policy keeps on disk."""
+        entry = next((e for e in self.read_config() if e.name == name), None)
+        on_disk = self.versions(name)
+        if entry is None or not on_disk:
+            return None
+        if entry.policy == "specific":
+            kept = [v for v in entry.versions if v in on_disk]
+            return max(kept) if kept else None
+        return on_disk[-1]
+
+    def rollback(self, name: str, to: int | None = None) -> tuple[int | None, int]:
+        """Pin ``name`` to version ``to`` (default: the newest version on disk below the one
+        served now) in models.config, labelled ``stable``; ``(version served before, to)``.
+
+        The server loads ``to`` while the current version keeps answering, then unloads the
+        current one (its availability-first swap), so no request fails. The model stays pinned
+        (policy ``specific``) until :meth:`unpin`: a retrain publishes, but does not serve.
+        """
+        entries = {e.name: e for e in self.read_config()}
+        if name not in entries:
+            raise RepositoryError(f"model {name!r} is not in {self.config_file}")
+        on_disk = self.versions(name)
+        now = self.served_version(name)
+        if to is None:
+            older = [v for v in on_disk if now is None or v < now]
+            if not older:
+                raise RepositoryError(f"model {name!r} has no version older than {now} on disk (on disk: {on_disk})")
+            to = older[-1]
+        if to not in on_disk:
+            raise RepositoryError(f"model {name!r} has no version {to} on disk (on disk: {on_disk})")
+        e = entries[name]
+        labels = {k: v for k, v in e.labels.items() if v == to} | {"stable": to}
+        entries[name] = ModelEntry(e.name, e.base_path, "specific", [to], labels)
+        self.write_config(list(entries.values()))
+        return now, to
+
+    def unpin(self, name: str) -> ModelEntry:
+        """Serve ``name``'s newest version again (policy ``latest``, labels cleared)."""
+        entries = {e.name: e for e in self.read_config()}
+        if name not in entries:
+            raise RepositoryError(f"model {name!r} is not in {self.config_file}")
+        e = entries[name]
+        entries[name] = ModelEntry(e.name, e.base_path, "latest", [1], {})
+        self.write_config(list(entries.values()))
+        return entries[name]
+
     def register_many(self, names: list[str], policy: str = "latest") -> None:
         """Add models to models.config in one write; models already there keep their entry."""
         entries = {e.name: e for e in self.read_config()}

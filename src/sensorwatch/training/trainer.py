@@ -96,7 +96,7 @@ def fingerprint(series: SensorSeries | DeviceSeries, settings: Settings, labels:
     h.update(
         json.dumps(
             [
-                settings.training.model_dump(mode="json", exclude={"workers"}),
+                settings.training.model_dump(mode="json", exclude={"workers", "tracking"}),
                 j.seq_len,
                 j.slide,
                 j.window_s,
@@ -427,7 +427,8 @@ def train_fleet(
     (per device, for a device model: see :func:`split_granularity` for ``granularity``).
 
     With more than one worker process, the workers' native log lines go to
-    ``<model_base_path>/training.log`` (:data:`WORKER_LOG`), not the terminal.
+    ``<model_base_path>/training.log`` (:data:`WORKER_LOG`), not the terminal. The run and
+    every version it publishes are then tracked in MLflow (:mod:`sensorwatch.training.tracking`).
     """
     from sensorwatch.serving.repository import ModelRepository
 
@@ -465,6 +466,11 @@ def train_fleet(
     for o in outcomes:
         if o.status == "failed":
             log.error("sensor %s not trained: %s", o.sensor, o.detail)
+    from sensorwatch.training.tracking import track
+
+    published = sorted({(o.model, o.version) for o in outcomes if o.status == "trained" and o.version is not None})
+    counts = {k: v for k, v in summary(outcomes).items() if isinstance(v, int)}
+    track(settings, published, counts)
     return sorted(outcomes, key=lambda o: o.sensor)
 
 

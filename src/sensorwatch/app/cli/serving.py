@@ -55,6 +55,68 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _served(client, model: str) -> dict[int, str]:
+    from sensorwatch.serving.protos import pb
+
+    name = pb.get_model_status_pb2.ModelVersionStatus.State.Name
+    return {int(st.version): name(st.state) for st in client.status(model)}
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    """Pin a model to an earlier version and wait until the server answers with it alone."""
+    require("grpc", extra="serving")
+    import time
+
+    import grpc
+
+    from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.serving.repository import ModelRepository, RepositoryError
+
+    repo = ModelRepository(settings.serving.model_base_path, settings.serving.config_file)
+    try:
+        before, to = repo.rollback(args.model, args.to)
+    except RepositoryError as exc:
+        print(f"sensorwatch models rollback: {exc}", file=sys.stderr)
+        return 2
+    client = ScoringClient(settings.serving)
+    deadline, served = time.monotonic() + args.wait_s, {}
+    try:
+        while time.monotonic() < deadline:
+            try:
+                served = _served(client, args.model)
+            except grpc.RpcError as exc:
+                served = {-1: f"{exc.code().name}: {exc.details()}"}
+            if [v for v, st in served.items() if st == "AVAILABLE"] == [to]:
+                break
+            time.sleep(0.2)
+    finally:
+        client.close()
+    done = [v for v, st in served.items() if st == "AVAILABLE"] == [to]
+    print_json({"model": args.model, "from": before, "to": to, "served": served, "done": done})
+    if not done:
+        print(
+            f"sensorwatch models rollback: models.config pins {args.model} to version {to}, but the server at "
+            f"{settings.serving.target} did not serve it alone within {args.wait_s:g} s (is it running, and "
+            f"polling {repo.config_file}?)",
+            file=sys.stderr,
+        )
+    return 0 if done else 1
+
+
+def cmd_unpin(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve a pinned model's newest version again."""
+    from sensorwatch.serving.repository import ModelRepository, RepositoryError
+
+    repo = ModelRepository(settings.serving.model_base_path, settings.serving.config_file)
+    try:
+        e = repo.unpin(args.model)
+    except RepositoryError as exc:
+        print(f"sensorwatch models unpin: {exc}", file=sys.stderr)
+        return 2
+    print_json({"model": e.name, "policy": e.policy, "serves": repo.served_version(e.name)})
+    return 0
+
+
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Score windows given as JSON arrays (one window per line, or one list of windows)."""
     require("grpc", extra="serving")
@@ -103,8 +165,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("serve_args", nargs=argparse.REMAINDER, help="server flags, e.g. -- --port 8500")
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("models", help="list models, versions and their state on the model server")
+    s = sub.add_parser("models", help="list models, versions and their state on the model server; roll back")
     s.set_defaults(func=cmd_models)
+    msub = s.add_subparsers(dest="models_command", metavar="{rollback,unpin}")
+    r = msub.add_parser(
+        "rollback",
+        help="serve an earlier version of a model, with no failed request",
+        description="Pins the model to VERSION (default: the newest version below the one served now), "
+        "labelled stable, in models.config; the server loads it while the current version answers, then "
+        "unloads the current one. Waits until the server answers with it alone. The model stays pinned "
+        "until `sensorwatch models unpin`.",
+    )
+    r.add_argument("model")
+    r.add_argument("--to", type=int, metavar="VERSION", help="the version to serve; default: the one before")
+    r.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the server (default 60)")
+    r.set_defaults(func=cmd_rollback)
+    u = msub.add_parser("unpin", help="serve a model's newest version again after a rollback")
+    u.add_argument("model")
+    u.set_defaults(func=cmd_unpin)
 
     s = sub.add_parser(
         "score",
