@@ -98,32 +98,47 @@ def test_version_label_and_specific_version(server, repo):
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_roll_forward_under_load_has_zero_failed_requests(server, repo):
-    c = _client(server, attempts=0)
-    w = _windows(32)
-    stop = threading.Event()
-    seen: list[int] = []
-    errors: list[Exception] = []
+class _Streams:
+    """Four threads calling Predict without retries until stopped: each answer's version in
+    ``seen``, each failure in ``errors``."""
 
-    def stream():
-        while not stop.is_set():
+    def __init__(self, server, threads: int = 4):
+        self.client, self.w = _client(server, attempts=0), _windows(32)
+        self.stop = threading.Event()
+        self.seen: list[int] = []
+        self.errors: list[Exception] = []
+        self.threads = [threading.Thread(target=self._stream) for _ in range(threads)]
+
+    def _stream(self) -> None:
+        while not self.stop.is_set():
             try:
-                seen.append(c.score("pump", w).model_version)
+                self.seen.append(self.client.score("pump", self.w).model_version)
             except Exception as exc:  # noqa: BLE001 - every failure is recorded and fails the test
-                errors.append(exc)
+                self.errors.append(exc)
 
-    threads = [threading.Thread(target=stream) for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
-    repo.publish("pump", lambda d: export(d, offset=1.0))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not seen or seen[-1] != 2):
-        time.sleep(0.05)
-    time.sleep(0.5)
-    stop.set()
-    for t in threads:
-        t.join()
+    def __enter__(self) -> _Streams:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def wait_for(self, version: int, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and (not self.seen or self.seen[-1] != version):
+            time.sleep(0.05)
+
+
+def test_roll_forward_under_load_has_zero_failed_requests(server, repo):
+    with _Streams(server) as st:
+        time.sleep(0.5)
+        repo.publish("pump", lambda d: export(d, offset=1.0))
+        st.wait_for(2)
+        time.sleep(0.5)
+    c, seen, errors = st.client, st.seen, st.errors
     assert errors == []
     assert 1 in seen and seen[-1] == 2
     first2 = seen.index(2)
@@ -245,7 +260,7 @@ def test_metrics_in_prometheus_format_under_tf_servings_names(repo):
     assert value("sensorwatch_serving_model_versions", model_name="pump", version="2", state="END") == 1
 
 
-def test_rollback_under_load_has_zero_failed_requests(server, repo, tmp_path):
+def test_rollback_under_load_has_zero_failed_requests(server, repo):
     """`sensorwatch models rollback` while clients stream: every request answered, by version 2
     until version 1 serves alone; `models unpin` brings version 2 back, again with no failure."""
     import json
@@ -254,54 +269,32 @@ def test_rollback_under_load_has_zero_failed_requests(server, repo, tmp_path):
     import sys
 
     repo.publish("pump", lambda d: export(d, offset=1.0))
-    c = _client(server, attempts=0)
-    w = _windows(32)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and c.score("pump", w).model_version != 2:
-        time.sleep(0.05)
-    stop = threading.Event()
-    seen: list[int] = []
-    errors: list[Exception] = []
-
-    def stream():
-        while not stop.is_set():
-            try:
-                seen.append(c.score("pump", w).model_version)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded and fails the test
-                errors.append(exc)
-
     env = dict(
         os.environ,
         SENSORWATCH__SERVING__MODEL_BASE_PATH=str(repo.base),
         SENSORWATCH__SERVING__TARGET=server.target,
     )
     cli = [sys.executable, "-m", "sensorwatch", "models"]
-    threads = [threading.Thread(target=stream) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with _Streams(server) as st:
+        st.wait_for(2)
         time.sleep(0.5)
+        before = st.seen[-1]
         back = subprocess.run([*cli, "rollback", "pump"], env=env, capture_output=True, text=True, timeout=120)
-        n_rolled = len(seen)
+        n_rolled = len(st.seen)
         time.sleep(0.5)
-        after_rollback = seen[n_rolled:]
+        after_rollback = st.seen[n_rolled:]
         fwd = subprocess.run([*cli, "unpin", "pump"], env=env, capture_output=True, text=True, timeout=60)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not seen or seen[-1] != 2):
-            time.sleep(0.05)
+        st.wait_for(2)
         time.sleep(0.3)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    seen, errors = st.seen, st.errors
     assert back.returncode == 0, back.stderr
     out = json.loads(back.stdout)
     assert out["from"] == 2 and out["to"] == 1 and out["done"] and out["served"]["1"] == "AVAILABLE"
     assert errors == [], errors[:3]
-    assert seen[0] == 2 and after_rollback and set(after_rollback) == {1}, "version 1 alone once the CLI returns"
+    assert before == 2 and after_rollback and set(after_rollback) == {1}, "version 1 alone once the CLI returns"
     (entry,) = repo.read_config()
     assert fwd.returncode == 0, fwd.stderr
     assert entry.policy == "latest" and seen[-1] == 2
-    # the CLI says why it cannot: no version older than the oldest, nor one that is not on disk
+    # the CLI says why it cannot: a version that is not on disk
     bad = subprocess.run([*cli, "rollback", "pump", "--to", "9"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "no version 9 on disk" in bad.stderr
