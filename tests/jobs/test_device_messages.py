@@ -91,7 +91,11 @@ def test_one_parse_and_one_scorer_serve_every_sink(fmt):
 
     s = Settings()
     s.kafka.readings_format = fmt
+    s.job.emit_scores = True
     plan = explain(s).split("== Optimized Execution Plan ==")[-1]
     assert plan.count("PythonCorrelate(invocation=[score_batch") == 1, plan
     assert plan.count("Correlate(invocation=[parse_device_message") == (fmt == "device"), plan
+    # the JVM builds each record once, whichever sinks read the records (three with every score)
+    assert plan.count("Correlate(invocation=[explode_records") == 1, plan
+    assert plan.count("Correlate(invocation=[unpack_scores") == 1, plan
     assert plan.count("TableSourceScan(") == 1

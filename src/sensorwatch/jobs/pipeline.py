@@ -182,7 +182,7 @@ def _job(s: Settings, extra_conf: dict[str, str] | None = None):
     t_env.execute_sql(f"""CREATE TEMPORARY VIEW scored AS
 SELECT {cols}, batch FROM batches, LATERAL TABLE(score_batch(batch)) AS T({cols})""")
     for stmt in sql["scored_views"]:
-        t_env.execute_sql(stmt)
+        _create_view(t_env, stmt)  # one explode_records and one unpack_scores for every sink
     inserts = "".join(f"{stmt.strip().rstrip(';')};\n" for stmt in sql["inserts"] + sql["scored_inserts"])
     return t_env, planner, f"STATEMENT SET\nBEGIN\n{inserts}END"
 
