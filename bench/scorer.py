@@ -101,10 +101,10 @@ def python_rate(s, data: list[bytes], emit_scores: bool) -> dict:
 
 def jvm_rate(s, data: list[bytes]) -> dict:
     """Every window's record built by ``explode_records`` from the batches' compact scores."""
-    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+    from pyflink.table import DataTypes
 
-    from sensorwatch.core.jars import fetch, flink_jars
     from sensorwatch.core.outputs import WINDOW_SCORES
+    from sensorwatch.jobs.pipeline import function_env
     from sensorwatch.udfs.batch import decode
     from sensorwatch.udfs.scoring import BatchScorer
 
@@ -116,11 +116,7 @@ def jvm_rate(s, data: list[bytes]) -> dict:
             pairs.append((bytearray(b), bytearray(packed[0])))
     finally:
         scorer.close()
-    fetch()
-    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
-    env.get_config().set("parallelism.default", "1")
-    env.execute_sql("CREATE TEMPORARY FUNCTION explode_records AS 'io.sensorwatch.flink.ExplodeRecords' LANGUAGE JAVA")
+    env = function_env("explode_records")
     row = DataTypes.ROW([DataTypes.FIELD("batch", DataTypes.BYTES()), DataTypes.FIELD("packed", DataTypes.BYTES())])
     env.create_temporary_view("scored_batches", env.from_elements(pairs * 3, row))
     # the count and the records' total length come back; the records stay in the JVM. The same

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from sensorwatch.core.jars import fetch, flink_jars
-
 pytestmark = pytest.mark.integration  # real parts: see the marker in pyproject.toml
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "readings.json").read_text())
@@ -19,19 +17,9 @@ DEVICE_VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "
 
 @pytest.fixture(scope="module")
 def table_env():
-    from pyflink.table import EnvironmentSettings, TableEnvironment
+    from sensorwatch.jobs.pipeline import function_env
 
-    fetch()
-    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
-    env.get_config().set("parallelism.default", "1")
-    env.execute_sql("CREATE TEMPORARY FUNCTION parse_reading AS 'io.sensorwatch.flink.ParseReading' LANGUAGE JAVA")
-    env.execute_sql("CREATE TEMPORARY FUNCTION reading_time AS 'io.sensorwatch.flink.ReadingTime' LANGUAGE JAVA")
-    env.execute_sql(
-        "CREATE TEMPORARY FUNCTION parse_device_message AS 'io.sensorwatch.flink.ParseDeviceMessage' LANGUAGE JAVA"
-    )
-    env.execute_sql("CREATE TEMPORARY FUNCTION message_time AS 'io.sensorwatch.flink.DeviceMessageTime' LANGUAGE JAVA")
-    return env
+    return function_env("parse_reading", "reading_time", "parse_device_message", "message_time")
 
 
 def _vectors_view(table_env, name: str, vectors: dict) -> str:

@@ -44,15 +44,11 @@ def _batch(s, sensors: list[str], n: int = 1) -> WindowBatch:
 def explode():
     """``explode(batch, packed, emit_scores)``: the job's JVM record builder (``explode_records``)
     run in a Flink table environment over one batch and its compact scores; its (kind, k, v) rows."""
-    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+    from pyflink.table import DataTypes
 
-    from sensorwatch.core.jars import fetch, flink_jars
+    from sensorwatch.jobs.pipeline import function_env
 
-    fetch()
-    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
-    env.get_config().set("parallelism.default", "1")
-    env.execute_sql("CREATE TEMPORARY FUNCTION explode_records AS 'io.sensorwatch.flink.ExplodeRecords' LANGUAGE JAVA")
+    env = function_env("explode_records")
     row = DataTypes.ROW([DataTypes.FIELD("batch", DataTypes.BYTES()), DataTypes.FIELD("packed", DataTypes.BYTES())])
 
     def run(batch: bytes, packed: bytes, emit_scores: bool) -> list[tuple[str, str, str]]:

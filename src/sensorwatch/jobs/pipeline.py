@@ -99,6 +99,23 @@ def _table_env(s: Settings, extra_conf: dict[str, str] | None = None):
     )
 
 
+def function_env(*names: str):
+    """A batch TableEnvironment with the job's jars and the named Java functions of
+    :data:`~sensorwatch.jobs.sql.FUNCTIONS` registered: for running them on their own, over
+    rows given in Python (the JVM contract tests, ``bench/scorer.py``)."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    from sensorwatch.jobs.sql import FUNCTIONS
+
+    fetch()
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
+    env.get_config().set("parallelism.default", "1")
+    for n in names:
+        env.execute_sql(f"CREATE TEMPORARY FUNCTION {n} AS '{FUNCTIONS[n]}' LANGUAGE JAVA")
+    return env
+
+
 class _PlannerThread:
     """Plans on whichever JVM thread py4j gives the call (FLINK-36298, fixed after Flink 2.2.1).
 

@@ -204,6 +204,13 @@ class ModelRepository:
             return max(kept) if kept else None
         return on_disk[-1]
 
+    def _entries_with(self, name: str) -> dict[str, ModelEntry]:
+        """models.config's entries by name; RepositoryError when ``name`` is not among them."""
+        entries = {e.name: e for e in self.read_config()}
+        if name not in entries:
+            raise RepositoryError(f"model {name!r} is not in {self.config_file}")
+        return entries
+
     def rollback(self, name: str, to: int | None = None) -> tuple[int | None, int]:
         """Pin ``name`` to version ``to`` (default: the newest version on disk below the one
         served now) in models.config, labelled ``stable``; ``(version served before, to)``.
@@ -212,9 +219,7 @@ class ModelRepository:
         current one (its availability-first swap), so no request fails. The model stays pinned
         (policy ``specific``) until :meth:`unpin`: a retrain publishes, but does not serve.
         """
-        entries = {e.name: e for e in self.read_config()}
-        if name not in entries:
-            raise RepositoryError(f"model {name!r} is not in {self.config_file}")
+        entries = self._entries_with(name)
         on_disk = self.versions(name)
         now = self.served_version(name)
         if to is None:
@@ -232,9 +237,7 @@ class ModelRepository:
 
     def unpin(self, name: str) -> ModelEntry:
         """Serve ``name``'s newest version again (policy ``latest``, labels cleared)."""
-        entries = {e.name: e for e in self.read_config()}
-        if name not in entries:
-            raise RepositoryError(f"model {name!r} is not in {self.config_file}")
+        entries = self._entries_with(name)
         e = entries[name]
         entries[name] = ModelEntry(e.name, e.base_path, "latest", [1], {})
         self.write_config(list(entries.values()))

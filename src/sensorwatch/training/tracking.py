@@ -11,7 +11,7 @@ dashboard read it), so MLflow holds what was published, nothing more.
 
 Runs are logged from the parent process once training ends, not from the worker processes:
 one writer for a SQLite store. A tracking store that refuses (a server down) does not undo
-the published models: the error is logged and returned in the summary, named.
+the published models: the error is logged, naming the store.
 """
 
 from __future__ import annotations
@@ -75,10 +75,6 @@ def _log(c, run_id: str, params: dict[str, str] | None = None, metrics: list | N
         c.log_batch(run_id, metrics=ms[lo : lo + _MAX_METRICS])
 
 
-def _metric_key(sensor: str, name: str, several: bool) -> str:
-    return f"{sensor}/{name}" if several else name
-
-
 def version_metrics(report: dict, ts: int) -> list[tuple[str, float, int, int]]:
     """(key, value, timestamp, step) of one version's report: per sensor, the loss per epoch,
     the threshold, the validation-score quantiles and the window counts (keys carry the
@@ -87,12 +83,12 @@ def version_metrics(report: dict, ts: int) -> list[tuple[str, float, int, int]]:
     several = len(sensors) > 1 or report.get("layout") == "packed"
     out: list[tuple[str, float, int, int]] = []
     for sensor, r in sensors.items():
-        key = lambda name, sensor=sensor: _metric_key(sensor, name, several)  # noqa: E731
-        out += [(key("loss"), v, ts, epoch) for epoch, v in enumerate(r.get("loss_curve") or [])]
+        pre = f"{sensor}/" if several else ""
+        out += [(f"{pre}loss", v, ts, epoch) for epoch, v in enumerate(r.get("loss_curve") or [])]
         if r.get("threshold") is not None:
-            out.append((key("threshold"), r["threshold"], ts, 0))
-        out += [(key(f"val_score_q{q}"), v, ts, 0) for q, v in (r.get("val_score_quantiles") or {}).items()]
-        out += [(key(n), r[n], ts, 0) for n in ("windows_train", "windows_val", "aggregates") if n in r]
+            out.append((f"{pre}threshold", r["threshold"], ts, 0))
+        out += [(f"{pre}val_score_q{q}", v, ts, 0) for q, v in (r.get("val_score_quantiles") or {}).items()]
+        out += [(f"{pre}{n}", r[n], ts, 0) for n in ("windows_train", "windows_val", "aggregates") if n in r]
     return out
 
 
@@ -121,6 +117,7 @@ def track(settings: Settings, published: list[tuple[str, int]], counts: dict[str
     if not settings.training.tracking.enabled:
         return {}
     t0 = time.time()
+    uri = store(settings)[0]
     require("mlflow", extra="train", packages=("mlflow",))
     from mlflow.exceptions import MlflowException
     from requests.exceptions import RequestException
@@ -165,8 +162,7 @@ def track(settings: Settings, published: list[tuple[str, int]], counts: dict[str
     except (MlflowException, SQLAlchemyError, RequestException, OSError) as exc:
         # a store that refuses (a server down, a database it cannot open) must not undo the
         # published models: say so, loudly
-        uri = store(settings)[0]
         log.error("MLflow tracking at %s failed; the models are published, the run is not tracked: %r", uri, exc)
         return {"error": f"{type(exc).__name__}: {exc}", "uri": uri}
     log.info("tracked %d model version(s) in MLflow run %s (%.1f s)", len(runs), pid, time.time() - t0)
-    return {"run_id": pid, "uri": store(settings)[0], "versions": runs}
+    return {"run_id": pid, "uri": uri, "versions": runs}
