@@ -24,6 +24,7 @@ MODULES = [
     "sensorwatch.dashboard.app",
     "sensorwatch.serving.server",
     "sensorwatch.core.feedback",
+    "sensorwatch.training.fit",
 ]
 
 

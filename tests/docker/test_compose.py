@@ -31,6 +31,7 @@ OFFICIAL = {"apache/kafka", "tensorflow/serving", "prom/prometheus", "prom/alert
 OURS = {
     "topics-init": "topics",
     "trainer": "train",
+    "lifecycle": "lifecycle",
     "simulator": "simulate",
     "anomaly-consumer": "tail",
     "alert-forwarder": "alert",
@@ -152,6 +153,7 @@ def test_services_of_the_design():
         "taskmanager",
         "serving",
         "trainer",
+        "lifecycle",
         "simulator",
         "job-submitter",
         "anomaly-consumer",

@@ -134,3 +134,16 @@ def test_tracking_off_writes_no_store(tmp_path):
     hist, _ = history(s, devices=1)
     train_fleet(hist, s, progress=False)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_local_database_uri_keeps_its_artifacts_beside_it(tmp_path):
+    """A configured sqlite:/// store puts a new experiment's artifacts beside the database, not
+    in ./mlruns of whatever directory the command ran in."""
+    from sensorwatch.core.config import Settings
+
+    s = Settings()
+    s.training.tracking.uri = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
+    uri, artifacts = store(s)
+    assert uri == s.training.tracking.uri and artifacts == (tmp_path / "db" / "mlartifacts").as_uri()
+    s.training.tracking.uri = "http://mlflow.example:5000"
+    assert store(s) == ("http://mlflow.example:5000", None), "a server decides where its artifacts go"

@@ -31,6 +31,7 @@ from sensorwatch.alerting.targets import Target
 from sensorwatch.core.config import Settings
 from sensorwatch.core.contracts import dead_letter_record
 from sensorwatch.core.feedback import IncidentLabels, is_label_record
+from sensorwatch.core.kafka import read_until
 from sensorwatch.core.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class AlertForwarder:
                     return
                 self._plan(rec, post=False)
 
-            _read_until(c, upto, take, "the committed offsets")
+            read_until(c, upto, take, "the committed offsets")
         finally:
             c.close()
         log.info("rebuilt from committed offsets %s: %d incidents open", committed, len(self.open))
@@ -159,7 +160,7 @@ class AlertForwarder:
                 self._dead_letter(why, payload, m.partition, m.offset, m.timestamp, topic=m.topic)
 
         if to_end:
-            _read_until(c, c.end_offsets(list(c.assignment())), take, "the silences and labels topics' end")
+            read_until(c, c.end_offsets(list(c.assignment())), take, "the silences and labels topics' end")
         for msgs in c.poll(timeout_ms=0).values():
             for m in msgs:
                 take(m)
@@ -340,20 +341,6 @@ def _parse(value: bytes | None) -> tuple[dict | None, str]:
         return None, "ValueError: not an incident record (missing an object)"
     missing = [k for k in ("incident_id", "event", "sensor") if k not in rec]
     return (None, f"ValueError: not an incident record (missing {missing})") if missing else (rec, "")
-
-
-def _read_until(c, upto: dict, take: Callable[[Any], None], what: str, timeout_s: float = 120.0) -> None:
-    """Poll the assigned consumer ``c``, handing ``take`` every message polled, until each
-    partition's position reached its offset in ``upto``."""
-    todo = {tp: off for tp, off in upto.items() if c.position(tp) < off}
-    deadline = time.monotonic() + timeout_s
-    while todo:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"could not read up to {what}: {todo}")
-        for msgs in c.poll(timeout_ms=200).values():
-            for m in msgs:
-                take(m)
-        todo = {tp: off for tp, off in todo.items() if c.position(tp) < off}
 
 
 class _Metrics:

@@ -353,6 +353,8 @@ class TrainingConfig(_Section):
         description="device models in the relations mode: threshold = quantile x this (their score is the worst of their tags' errors, each relative to its own training error, and its tail reaches past a short validation stretch further than a sensor's; chosen on simulated pumps of another draw than bench/relations.py's)",
     )
     target_far: float = Field(0.01, gt=0, lt=1, description="with labels: false-alarm rate to aim for")
+    false_positive_max_raise: float = Field(2.0, ge=1)
+    """the false-positive rule (docs/LIFECYCLE.md): a sensor's new threshold is raised past the scores its new model gives the windows operators called false positives, to at most this many times the threshold training chose"""
     workers: int = Field(0, ge=0, description="parallel processes; 0 = all cores")
     seed: int = 0
     """training seed"""
@@ -364,6 +366,29 @@ class TrainingConfig(_Section):
         if not v or len(set(v)) != len(v):
             raise ValueError(f"device_features takes one or more of {list(FEATURES)}, each once; got {v}")
         return [f for f in FEATURES if f in v]  # the job's order, however written: one layout
+
+
+class LifecycleConfig(_Section):
+    """``sensorwatch lifecycle``: retrain due sensors, judge each new version, serve only a better one.
+
+    The rules: docs/LIFECYCLE.md (champion and challenger, the triggers, what training leaves out)."""
+
+    interval_s: float = Field(3600.0, gt=0)
+    """how often every sensor is retrained on schedule (triggers act at every check)"""
+    check_s: float = Field(30.0, gt=0, description="how often the triggers are looked at")
+    history_s: float = Field(86400.0, gt=0)
+    """the sliding history a version trains on, up to the hold-out: the aggregates of the last history_s"""
+    holdout_s: float = Field(1800.0, gt=0)
+    """the most recent stretch, never trained on: the champion and the challenger are judged on it"""
+    far_tolerance: float = Field(0.002, ge=0, le=1)
+    """promote only if the challenger's false-alarm rate on the hold-out's normal windows is at most the champion's plus this"""
+    lasting_change_windows: int = Field(24, ge=1)
+    """an incident of at least this many anomalous windows is a lasting change: its sensor is retrained once it has closed"""
+    new_sensor_windows: int = Field(64, ge=1)
+    """a sensor with no model is trained once it has this many aggregates in the history"""
+    wait_s: float = Field(120.0, ge=0, description="how long a promotion waits for the model server to answer with it")
+    state_dir: Path | None = None
+    """where the lifecycle keeps its ledger (lifecycle.json); unset: beside the model repository, <model_base_path>/.."""
 
 
 class AlertingConfig(_Section):
@@ -423,6 +448,7 @@ class Settings(_Section):
     job: JobConfig = JobConfig()
     serving: ServingConfig = ServingConfig()
     training: TrainingConfig = TrainingConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     alerting: AlertingConfig = AlertingConfig()
     dashboard: DashboardConfig = DashboardConfig()
 

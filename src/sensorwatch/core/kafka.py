@@ -14,6 +14,7 @@ that does not apply to its client's role). Secrets are passed, never logged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -172,3 +173,37 @@ def send_one(cfg: KafkaConfig, topic: str, rec: dict, key: str | None = None, ti
         )
     finally:
         p.close()
+
+
+def read_until(c, upto: dict, take: Callable[[Any], None], what: str, timeout_s: float = 120.0) -> None:
+    """Poll the assigned consumer ``c``, handing ``take`` every message polled, until each
+    partition's position reached its offset in ``upto``; RuntimeError naming ``what`` past
+    ``timeout_s``."""
+    import time
+
+    todo = {tp: off for tp, off in upto.items() if c.position(tp) < off}
+    deadline = time.monotonic() + timeout_s
+    while todo:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not read up to {what}: {todo}")
+        for msgs in c.poll(timeout_ms=200).values():
+            for m in msgs:
+                take(m)
+        todo = {tp: off for tp, off in todo.items() if c.position(tp) < off}
+
+
+def read_topic(cfg: KafkaConfig, topic: str, take: Callable[[Any], None], timeout_s: float = 120.0) -> None:
+    """Hand ``take`` every message of ``topic`` from its start up to its end as it is now (no
+    consumer group: nothing is committed). A topic that does not exist reads as empty."""
+    from kafka import TopicPartition
+
+    c = consumer(cfg, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        if not parts:
+            return
+        c.assign(parts)
+        c.seek_to_beginning(*parts)
+        read_until(c, c.end_offsets(parts), take, f"the end of {topic}", timeout_s)
+    finally:
+        c.close()

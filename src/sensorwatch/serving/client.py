@@ -196,12 +196,12 @@ class ScoringClient:
         resp.metadata["signature_def"].Unpack(sigmap)
         return int(resp.model_spec.version.value), sigmap.signature_def
 
-    def status(self, model: str, version: int | None = None):
+    def status(self, model: str, version: int | None = None, attempts: int | None = -1):
         req = pb.get_model_status_pb2.GetModelStatusRequest()
         req.model_spec.name = model
         if version is not None:
             req.model_spec.version.value = version
-        return self._call(self.model_stub.GetModelStatus, req).model_version_status
+        return self._call(self.model_stub.GetModelStatus, req, attempts).model_version_status
 
     def reload_config(self, config_text: str):
         from google.protobuf import text_format
@@ -210,3 +210,26 @@ class ScoringClient:
         text_format.Parse(config_text, cfg)
         req = pb.model_management_pb2.ReloadConfigRequest(config=cfg)
         return self._call(self.model_stub.HandleReloadConfigRequest, req)
+
+
+def served_states(client: ScoringClient, model: str) -> dict[int, str]:
+    """``{version: state name}`` as the server reports ``model`` (GetModelStatus); ``{-1: why}``
+    when it cannot answer (down, or the model unknown to it)."""
+    name = pb.get_model_status_pb2.ModelVersionStatus.State.Name
+    try:
+        return {int(st.version): name(st.state) for st in client.status(model, attempts=0)}
+    except grpc.RpcError as exc:
+        return {-1: f"{exc.code().name}: {exc.details()}"}
+
+
+def wait_alone(client: ScoringClient, model: str, version: int, timeout_s: float) -> tuple[bool, dict[int, str]]:
+    """Wait until the server answers ``model`` with ``version`` alone (after a pin, a rollback,
+    a promotion); ``(done, the states last seen)``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        served = served_states(client, model)
+        if [v for v, st in served.items() if st == "AVAILABLE"] == [version]:
+            return True, served
+        if time.monotonic() >= deadline:
+            return False, served
+        time.sleep(0.2)

@@ -219,7 +219,7 @@ class ModelRepository:
         current one (its availability-first swap), so no request fails. The model stays pinned
         (policy ``specific``) until :meth:`unpin`: a retrain publishes, but does not serve.
         """
-        entries = self._entries_with(name)
+        self._entries_with(name)  # RepositoryError for a model models.config does not hold
         on_disk = self.versions(name)
         now = self.served_version(name)
         if to is None:
@@ -227,13 +227,21 @@ class ModelRepository:
             if not older:
                 raise RepositoryError(f"model {name!r} has no version older than {now} on disk (on disk: {on_disk})")
             to = older[-1]
-        if to not in on_disk:
-            raise RepositoryError(f"model {name!r} has no version {to} on disk (on disk: {on_disk})")
-        e = entries[name]
-        labels = {k: v for k, v in e.labels.items() if v == to} | {"stable": to}
-        entries[name] = ModelEntry(e.name, e.base_path, "specific", [to], labels)
-        self.write_config(list(entries.values()))
+        self.pin(name, to)
         return now, to
+
+    def pin(self, name: str, version: int) -> ModelEntry:
+        """Serve ``name``'s ``version`` alone, labelled ``stable`` (policy ``specific``): the
+        model then keeps serving it whatever is published, until pinned again or unpinned."""
+        entries = self._entries_with(name)
+        on_disk = self.versions(name)
+        if version not in on_disk:
+            raise RepositoryError(f"model {name!r} has no version {version} on disk (on disk: {on_disk})")
+        e = entries[name]
+        labels = {k: v for k, v in e.labels.items() if v == version} | {"stable": version}
+        entries[name] = ModelEntry(e.name, e.base_path, "specific", [version], labels)
+        self.write_config(list(entries.values()))
+        return entries[name]
 
     def unpin(self, name: str) -> ModelEntry:
         """Serve ``name``'s newest version again (policy ``latest``, labels cleared)."""

@@ -30,7 +30,7 @@ def split(X: np.ndarray, ends: np.ndarray, val_frac: float, seq_len: int):
     return X[:n_train], X[X.shape[0] - n_val :], ends[X.shape[0] - n_val :]
 
 
-def _labelled(ends: np.ndarray, seq_len: int, window_ms: int, labels: list[tuple[int, int]]) -> np.ndarray:
+def labelled_windows(ends: np.ndarray, seq_len: int, window_ms: int, labels: list[tuple[int, int]]) -> np.ndarray:
     """Windows that overlap a labelled anomaly interval [start, end)."""
     y = np.zeros(ends.size, dtype=bool)
     starts = ends - seq_len * window_ms
@@ -48,6 +48,8 @@ class Prepared:
     val_ends: np.ndarray  # [M] window ends
     val_labels: np.ndarray  # [M] bool: overlaps a labelled anomaly
     windows: int  # all windows of the series
+    false_positives: np.ndarray | None = None  # [K, S, F]: windows operators called false alarms
+    excluded: int = 0  # windows left out: labelled anomalies (of training), false positives (of both)
 
 
 def prepare(
@@ -59,8 +61,14 @@ def prepare(
     val_frac: float,
     width: int | None = None,
     features: list[str] | tuple[str, ...] = FEATURES,
+    false_positives: list[tuple[int, int]] | None = None,
 ) -> Prepared:
     """Windows as the job forms them, split in time; labelled anomalies never teach "normal".
+
+    ``false_positives``: intervals of incidents an operator called false alarms. Their
+    windows are left out of training and of calibration too (an unusual, benign stretch should not reshape what
+    the model learns as normal), and kept apart for the false-positive rule
+    (:func:`false_positive_threshold`).
 
     A device's windows are [N, S, C x F] of its ``features`` (``training.device_features``;
     tag-major, NaN where a tag is missing), padded with missing tags to ``width`` tags (a
@@ -73,9 +81,46 @@ def prepare(
         X = X4.reshape(*X4.shape[:2], -1)
     else:
         X, ends = sequences(series, seq_len, slide, window_ms)
-    y = _labelled(ends, seq_len, window_ms, labels)
+    y = labelled_windows(ends, seq_len, window_ms, labels)
+    fp = labelled_windows(ends, seq_len, window_ms, false_positives or [])
     train, val, val_ends = split(X, ends, val_frac, seq_len)
-    return Prepared(train[~y[: train.shape[0]]], val, val_ends, y[X.shape[0] - val.shape[0] :], X.shape[0])
+    out = (y | fp)[: train.shape[0]]
+    keep = ~fp[X.shape[0] - val.shape[0] :]  # a false alarm's windows calibrate nothing: the rule sees them
+    return Prepared(
+        train[~out],
+        val[keep],
+        val_ends[keep],
+        y[X.shape[0] - val.shape[0] :][keep],
+        X.shape[0],
+        X[fp],
+        int(out.sum() + (~keep).sum()),
+    )
+
+
+def false_positive_threshold(threshold: float, fp_scores: np.ndarray, max_raise: float) -> tuple[float, dict]:
+    """The false-positive rule: the threshold, raised just past the highest score the new
+    model gives a window an operator called a false alarm, at most ``max_raise`` times the
+    threshold training chose; and what was done, for the version's report.
+
+    >>> false_positive_threshold(1.0, np.array([0.5, 1.6]), 2.0)[0] > 1.6
+    True
+    >>> false_positive_threshold(1.0, np.array([0.5, 3.0]), 2.0)[1]["capped"]
+    True
+    >>> false_positive_threshold(1.0, np.array([0.5]), 2.0)[0]
+    1.0
+    """
+    s = np.asarray(fp_scores, np.float64)
+    s = s[np.isfinite(s)]
+    peak = float(s.max()) if s.size else float("-inf")
+    raised = min(max(threshold, float(np.nextafter(np.float32(peak), np.float32(np.inf)))), max_raise * threshold)
+    new = raised if peak >= threshold else threshold
+    return new, {
+        "false_positive_windows": int(s.size),
+        "peak_score": peak if s.size else None,
+        "threshold_before": float(threshold),
+        "threshold": float(new),
+        "capped": bool(peak >= max_raise * threshold),
+    }
 
 
 @dataclass
@@ -90,6 +135,8 @@ class Calibrated:
     rules: list[ThresholdRule | None]
     errors: list[str | None]
     """why a group's threshold was refused (:class:`CalibrationError`); its threshold is then +inf"""
+    false_positive_rules: list[dict | None] | None = None
+    """per group, what the false-positive rule did (None: no window was called a false alarm)"""
 
 
 def seed_of(val_scores: np.ndarray) -> tuple[float, float, float]:
@@ -131,6 +178,12 @@ def fit_calibrated(
         thresholds.append(thr)
         rules.append(rule)
         errors.append(err)
+    fp_rules: list[dict | None] = [None] * len(data)
+    fps = [d.false_positives if d.false_positives is not None else d.val[:0] for d in data]
+    if any(len(f) for f in fps):
+        for g, fs in enumerate(det.score_groups(fps)):
+            if len(fps[g]) and errors[g] is None:
+                thresholds[g], fp_rules[g] = false_positive_threshold(thresholds[g], fs, cfg.false_positive_max_raise)
     det.threshold.assign(np.asarray(thresholds, np.float32))
     det.calibration.assign(np.asarray([seed_of(s) for s in scores], np.float32))
-    return Calibrated(det, curves, scores, thresholds, rules, errors)
+    return Calibrated(det, curves, scores, thresholds, rules, errors, fp_rules)

@@ -35,6 +35,8 @@ def store(settings: Settings) -> tuple[str, str | None]:
     """(tracking URI, artifact location for a new experiment): the configured server, or the
     local SQLite default beside the model repository."""
     tc: TrackingConfig = settings.training.tracking
+    if tc.uri and tc.uri.startswith("sqlite:///"):  # a local database: its artifacts beside it, not in ./mlruns
+        return tc.uri, (Path(tc.uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     if tc.uri:
         return tc.uri, None
     home = Path(settings.serving.model_base_path).resolve().parent
@@ -109,9 +111,11 @@ def version_params(report: dict, model: str, version: int) -> dict[str, str]:
     }
 
 
-def track(settings: Settings, published: list[tuple[str, int]], counts: dict[str, int]) -> dict:
+def track(settings: Settings, published: list[tuple[str, int]], counts: dict[str, int], stage: str = "served") -> dict:
     """Log one training run and its published versions; ``{"run_id", "versions"}``, or
-    ``{"error"}`` when the store refused (logged; the models stay published)."""
+    ``{"error"}`` when the store refused (logged; the models stay published). ``stage``: the
+    versions' tag ``sensorwatch.stage``: ``served`` (published under the ``latest`` policy) or
+    ``canary`` (to be judged by the lifecycle, which then tags it ``stable`` or ``rejected``)."""
     from sensorwatch.serving.repository import ModelRepository, read_report
 
     if not settings.training.tracking.enabled:
@@ -149,6 +153,7 @@ def track(settings: Settings, published: list[tuple[str, int]], counts: dict[str
                     "mlflow.parentRunId": pid,
                     "sensorwatch.model": model,
                     "sensorwatch.version": str(version),
+                    "sensorwatch.stage": stage,
                 },
             )
             cid = child.info.run_id
@@ -166,3 +171,34 @@ def track(settings: Settings, published: list[tuple[str, int]], counts: dict[str
         return {"error": f"{type(exc).__name__}: {exc}", "uri": uri}
     log.info("tracked %d model version(s) in MLflow run %s (%.1f s)", len(runs), pid, time.time() - t0)
     return {"run_id": pid, "uri": uri, "versions": runs}
+
+
+def record_verdict(settings: Settings, model: str, version: int, stage: str, metrics: dict[str, float]) -> str | None:
+    """Tag the run of ``model`` version ``version`` with the lifecycle's verdict (``sensorwatch.stage``:
+    ``stable`` or ``rejected``) and log the verdict's figures on it; the run id, or None when
+    tracking is off, the store refused (logged) or no run holds that version."""
+    if not settings.training.tracking.enabled:
+        return None
+    require("mlflow", extra="train", packages=("mlflow",))
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        c, exp_id = client(settings)
+        runs = c.search_runs(
+            [exp_id],
+            f"tags.`sensorwatch.model` = '{model}' AND tags.`sensorwatch.version` = '{version}'",
+            max_results=1,
+        )
+        if not runs:
+            log.error("no MLflow run holds %s version %d: its verdict (%s) is not tracked", model, version, stage)
+            return None
+        rid = runs[0].info.run_id
+        c.set_tag(rid, "sensorwatch.stage", stage)
+        now = int(time.time() * 1000)
+        _log(c, rid, metrics=[(f"verdict/{k}", v, now, 0) for k, v in metrics.items() if v is not None])
+        return rid
+    except (MlflowException, SQLAlchemyError, RequestException, OSError) as exc:
+        log.error("MLflow at %s refused the verdict on %s v%d: %r", store(settings)[0], model, version, exc)
+        return None

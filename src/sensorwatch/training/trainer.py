@@ -66,6 +66,7 @@ class Member:
     series: SensorSeries | DeviceSeries
     fingerprint: str
     labels: list[tuple[int, int]] = field(default_factory=list)
+    false_positives: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def is_device(self) -> bool:
@@ -83,7 +84,12 @@ class Chunk:
     plots: bool
 
 
-def fingerprint(series: SensorSeries | DeviceSeries, settings: Settings, labels: list[tuple[int, int]]) -> str:
+def fingerprint(
+    series: SensorSeries | DeviceSeries,
+    settings: Settings,
+    labels: list[tuple[int, int]],
+    false_positives: list[tuple[int, int]] = (),
+) -> str:
     """Changes when the data, the labels or any setting that shapes the model changes."""
     h = hashlib.sha256()
     if isinstance(series, DeviceSeries):
@@ -101,6 +107,7 @@ def fingerprint(series: SensorSeries | DeviceSeries, settings: Settings, labels:
                 j.slide,
                 j.window_s,
                 sorted(labels),
+                *([sorted(false_positives)] if false_positives else []),
             ],
             sort_keys=True,
         ).encode()
@@ -155,7 +162,17 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
     devices = chunk.members[0].is_device if chunk.members else False
     width = max(len(m.series.tags) for m in chunk.members) if devices else None
     for m in chunk.members:
-        d = prepare(m.series, m.labels, S, jc.slide, window_ms, tc.validation_split, width, tc.device_features)
+        d = prepare(
+            m.series,
+            m.labels,
+            S,
+            jc.slide,
+            window_ms,
+            tc.validation_split,
+            width,
+            tc.device_features,
+            m.false_positives,
+        )
         if d.train.shape[0] < tc.min_windows:
             outcomes.append(
                 Outcome(
@@ -224,6 +241,8 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
                 else {"granularity": "sensor", "features_used": det.used_features(g)}
             ),
             "incident_seed": dict(zip(("count", "mean", "variance"), det.calibration.numpy()[g].tolist())),
+            "windows_excluded": d.excluded,
+            **({"false_positive_rule": cal.false_positive_rules[g]} if cal.false_positive_rules[g] else {}),
             "fingerprint": m.fingerprint,
         }
 
@@ -368,6 +387,7 @@ def plan(
     workers: int = 1,
     force: bool = False,
     plots: bool = True,
+    false_positives: dict[str, list[tuple[int, int]]] | None = None,
 ) -> tuple[list[Chunk], list[Outcome]]:
     """Chunks to train, and the sensors skipped because their model is up to date."""
     from sensorwatch.serving.repository import ModelRepository
@@ -377,7 +397,7 @@ def plan(
     repo = ModelRepository(sv.model_base_path, sv.model_config_file)
     sj = settings.model_dump_json()
 
-    def labels_of(name: str, ser) -> list[tuple[int, int]]:
+    def labels_of(name: str, ser, labels: dict) -> list[tuple[int, int]]:
         if isinstance(ser, DeviceSeries):  # a device's events are its sensors'
             return sorted({iv for t in ser.tags for iv in labels.get(f"{name}/{t}", [])})
         return labels.get(name, [])
@@ -386,8 +406,8 @@ def plan(
     for s, ser in sorted(series.items()):
         device = isinstance(ser, DeviceSeries)
         name = (device_model_name if device else model_name)(s, sv.layout, sv.packed_groups)
-        lab = labels_of(s, ser)
-        members.append(Member(s, name, ser, fingerprint(ser, settings, lab), lab))
+        lab, fp = labels_of(s, ser, labels), labels_of(s, ser, false_positives or {})
+        members.append(Member(s, name, ser, fingerprint(ser, settings, lab, fp), lab, fp))
     skipped: list[Outcome] = []
     chunks: list[Chunk] = []
     if sv.layout == "packed":
@@ -422,6 +442,8 @@ def train_fleet(
     progress: bool = True,
     plots: bool | None = None,
     granularity: str = "auto",
+    false_positives: dict[str, list[tuple[int, int]]] | None = None,
+    register: bool = True,
 ) -> list[Outcome]:
     """Train, publish and register every sensor in ``series``; returns one outcome per sensor
     (per device, for a device model: see :func:`split_granularity` for ``granularity``).
@@ -429,6 +451,12 @@ def train_fleet(
     With more than one worker process, the workers' native log lines go to
     ``<model_base_path>/training.log`` (:data:`WORKER_LOG`), not the terminal. The run and
     every version it publishes are then tracked in MLflow (:mod:`sensorwatch.training.tracking`).
+
+    ``labels``: intervals of known anomalies per sensor (left out of training, positives in
+    calibration); ``false_positives``: intervals operators called false alarms (left out of
+    training, and the false-positive rule applied: :func:`~sensorwatch.training.fit.false_positive_threshold`).
+    ``register=False`` publishes the versions without adding new models to models.config:
+    the lifecycle serves a version only once it has judged it.
     """
     from sensorwatch.serving.repository import ModelRepository
 
@@ -436,7 +464,9 @@ def train_fleet(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     workers = settings.training.workers or os.cpu_count() or 1
     plots = settings.training.plots if plots is None else plots
-    chunks, outcomes = plan(split_granularity(series, settings, granularity), settings, labels, workers, force, plots)
+    chunks, outcomes = plan(
+        split_granularity(series, settings, granularity), settings, labels, workers, force, plots, false_positives
+    )
     workers = max(1, min(workers, len(chunks)))
     bar = None
     if progress:
@@ -460,7 +490,7 @@ def train_fleet(
     finally:
         bar and bar.close()
     trained = sorted({o.model for o in outcomes if o.status == "trained"})
-    if trained:
+    if trained and register:
         sv = settings.serving
         ModelRepository(sv.model_base_path, sv.model_config_file).register_many(trained)
     for o in outcomes:
@@ -470,7 +500,7 @@ def train_fleet(
 
     published = sorted({(o.model, o.version) for o in outcomes if o.status == "trained" and o.version is not None})
     counts = {k: v for k, v in summary(outcomes).items() if isinstance(v, int)}
-    track(settings, published, counts)
+    track(settings, published, counts, stage="served" if register else "canary")
     return sorted(outcomes, key=lambda o: o.sensor)
 
 

@@ -12,13 +12,13 @@ import argparse
 import logging
 import sys
 
-from sensorwatch.app.cli import alert, config, demo, job, serving, simulate, stack, train, ui
+from sensorwatch.app.cli import alert, config, demo, job, lifecycle, serving, simulate, stack, train, ui
 from sensorwatch.app.quiet import quiet_third_parties
 from sensorwatch.core.config import ConfigError, load_settings, parse_overrides
 from sensorwatch.core.optional import MissingExtra
 
 #: The command groups, in the order ``--help`` lists them.
-GROUPS = (stack, simulate, serving, train, job, alert, ui, demo, config)
+GROUPS = (stack, simulate, serving, train, lifecycle, job, alert, ui, demo, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,21 +55,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _served(client, model: str) -> dict[int, str]:
-    from sensorwatch.serving.protos import pb
-
-    name = pb.get_model_status_pb2.ModelVersionStatus.State.Name
-    return {int(st.version): name(st.state) for st in client.status(model)}
-
-
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     """Pin a model to an earlier version and wait until the server answers with it alone."""
     require("grpc", extra="serving")
-    import time
-
-    import grpc
-
-    from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.serving.client import ScoringClient, wait_alone
     from sensorwatch.serving.repository import ModelRepository, RepositoryError
 
     repo = ModelRepository(settings.serving.model_base_path, settings.serving.config_file)
@@ -79,19 +68,10 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sensorwatch models rollback: {exc}", file=sys.stderr)
         return 2
     client = ScoringClient(settings.serving)
-    deadline, served = time.monotonic() + args.wait_s, {}
     try:
-        while time.monotonic() < deadline:
-            try:
-                served = _served(client, args.model)
-            except grpc.RpcError as exc:
-                served = {-1: f"{exc.code().name}: {exc.details()}"}
-            if [v for v, st in served.items() if st == "AVAILABLE"] == [to]:
-                break
-            time.sleep(0.2)
+        done, served = wait_alone(client, args.model, to, args.wait_s)
     finally:
         client.close()
-    done = [v for v, st in served.items() if st == "AVAILABLE"] == [to]
     print_json({"model": args.model, "from": before, "to": to, "served": served, "done": done})
     if not done:
         print(

@@ -1,0 +1,201 @@
+"""The lifecycle on real parts: aggregates, incidents and verdicts on a real broker, versions
+served by a real model server, every step queried back from MLflow's client API.
+
+Three sensors share one timeline of 5 s windows:
+
+* ``dev-1/temp`` changes regime at window 800 (its level moves by 6, for good). The job's
+  incident stage opens an incident there and closes it 30 windows later (its calibration
+  adapts); the lifecycle retrains it without the incident's windows, and promotes the canary.
+* ``dev-2/temp`` is retrained on corrupted history (its windows 600-1200 drowned in noise);
+  the challenger misses the incident an operator confirmed, and is kept but not served.
+* ``dev-3/temp`` had a bump an operator called a false positive; the next version leaves its
+  windows out and raises its threshold past them (the false-positive rule).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sensorwatch.core.contracts import aggregate_record
+from sensorwatch.core.feedback import label_record
+from sensorwatch.core.kafka import producer, send_one
+from sensorwatch.core.windows import model_name
+
+W = 5_000  # window ms
+T0 = 1_700_000_000_000
+N = 1_400  # windows in all
+
+
+def _series(seed: int, n: int = N) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.sin(2 * np.pi * t / 60) + rng.normal(0, 0.1, n)
+
+
+def _publish(settings, sensor: str, means: np.ndarray, upto: int, since: int = 0) -> None:
+    p = producer(settings.kafka)
+    for i in range(since, upto):
+        end = T0 + (i + 1) * W
+        rec = aggregate_record(sensor, end - W, end, float(means[i]), 0.5, 5)
+        p.send(
+            settings.kafka.topics.aggregates,
+            key=f"{sensor}@{end}".encode(),
+            value=json.dumps(rec).encode(),
+            timestamp_ms=end,
+        )
+    p.flush()
+    p.close()
+
+
+def _incident(settings, sensor: str, first: int, last: int, closed: bool = True) -> str:
+    """An incident as the job writes it: opened, then closed; ``first``/``last`` window indexes."""
+    start, end = T0 + (first + 1) * W, T0 + (last + 1) * W
+    iid = f"{sensor}@{start}"
+    base = {"incident_id": iid, "sensor": sensor, "device": sensor.split("/")[0], "start": start}
+    send_one(
+        settings.kafka, settings.kafka.topics.incidents, base | {"event": "opened", "end": None, "windows": 1}, iid
+    )
+    if closed:
+        rec = base | {"event": "closed", "end": end, "windows": last - first + 1, "event_window_end": end}
+        send_one(settings.kafka, settings.kafka.topics.incidents, rec, iid)
+    return iid
+
+
+@pytest.fixture
+def lifecycle_settings(settings, tmp_path):
+    s = settings
+    s.serving.model_base_path = tmp_path / "models"
+    s.serving.layout = "per-sensor"
+    s.training.epochs = 40
+    s.training.workers = 1
+    s.training.plots = False
+    s.lifecycle.holdout_s = 200 * W / 1000
+    s.lifecycle.history_s = 2_000 * W / 1000
+    return s
+
+
+def test_regime_change_worse_challenger_and_false_positive(lifecycle_settings):
+    from mlflow.tracking import MlflowClient
+
+    from sensorwatch.core.windows import SensorSeries, sequences
+    from sensorwatch.serving.client import ScoringClient, served_states
+    from sensorwatch.serving.repository import ModelRepository, read_report
+    from sensorwatch.serving.server import ModelServer
+    from sensorwatch.training.lifecycle import Evidence, Ledger, cycle_once, due
+    from sensorwatch.training.tracking import client as mlflow_client
+
+    s = lifecycle_settings
+    d1, d2, d3 = _series(1), _series(2), _series(3)
+    d1[800:] += 6.0  # the regime change
+    d2[600:1200] += np.random.default_rng(9).normal(0, 8.0, 600)  # corrupted history
+    d2[1300:1310] += 4.0  # a real fault, confirmed by an operator
+    d3[1000:1008] += 2.5  # a bump an operator calls a false alarm
+    sensors = {"dev-1/temp": d1, "dev-2/temp": d2, "dev-3/temp": d3}
+
+    # 1. the first versions, on the first 800 windows: no champion, promoted on the target
+    for sensor, v in sensors.items():
+        _publish(s, sensor, v, 800)
+    first = cycle_once(s, now_ms=T0 + 800 * W)
+    assert {v["model"]: (v["stage"], v["challenger"]) for v in first} == {
+        model_name(x): ("stable", 1) for x in sensors
+    }, first
+    repo = ModelRepository(s.serving.model_base_path)
+    assert all(e.policy == "specific" and e.labels == {"stable": 1} for e in repo.read_config())
+
+    srv = ModelServer(
+        repo.read_config(), port=0, config_file=repo.config_file, poll_wait_s=0.2, config_poll_wait_s=0.2
+    ).start()
+    s.serving.target = srv.target
+    client = ScoringClient(s.serving, attempts=0)
+    try:
+        # 2. the rest of the stream, the incidents and the verdicts
+        for sensor, v in sensors.items():
+            _publish(s, sensor, v, N, since=800)
+        _incident(s, "dev-1/temp", 800, 829)
+        confirmed = _incident(s, "dev-2/temp", 1300, 1309)
+        fp = _incident(s, "dev-3/temp", 1000, 1007)
+        for iid, label in ((confirmed, "true-positive"), (fp, "false-positive")):
+            send_one(s.kafka, s.kafka.topics.labels, label_record(iid, label, note="test"), iid)
+
+        ser1 = SensorSeries("dev-1/temp", T0 + (np.arange(N) + 1) * W, d1, np.full(N, 0.5), np.full(N, 5.0))
+        X, ends = sequences(ser1, s.job.seq_len, s.job.slide, W)
+        after = X[ends > T0 + 1_200 * W]
+        alerts_before = client.score(model_name("dev-1/temp"), after).is_anomaly.mean()
+        assert alerts_before > 0.9, "version 1 alerts on every window of the new regime"
+
+        # 3. what is due: the lasting change and the false positive, not the schedule (it ran at step 1)
+        now = T0 + N * W
+        ev = Evidence.read(s)
+        todo = due(s, ev, dict.fromkeys(sensors, N), Ledger(s), now)
+        assert set(todo) == {"dev-1/temp", "dev-3/temp"}, todo
+        assert todo["dev-1/temp"].startswith("lasting change") and todo["dev-3/temp"].startswith("false positive")
+
+        verdicts = {v["model"]: v for v in cycle_once(s, client, now_ms=now)}
+        v1 = verdicts[model_name("dev-1/temp")]
+        assert v1["stage"] == "stable" and v1["challenger"] == 2 and v1["champion"] == 1, v1
+        assert v1["far_champion"] > 0.9 and v1["far_challenger"] < 0.05, v1
+        assert [v for v, st in v1["served"].items() if st == "AVAILABLE"] == [2], "the promoted version alone serves"
+        rep1 = read_report(repo.model_dir(model_name("dev-1/temp")) / "2")["sensors"]["dev-1/temp"]
+        assert rep1["windows_excluded"] >= 30, "the incident's windows were left out of training"
+        alerts_after = client.score(model_name("dev-1/temp"), after).is_anomaly.mean()
+        assert alerts_after < 0.05, (alerts_before, alerts_after)
+
+        # the false positive: its windows left out, the threshold raised past them
+        rep3 = read_report(repo.model_dir(model_name("dev-3/temp")) / "2")["sensors"]["dev-3/temp"]
+        rule = rep3["false_positive_rule"]
+        assert rule["false_positive_windows"] > 0 and rep3["windows_excluded"] >= rule["false_positive_windows"]
+        assert rule["threshold"] >= rule["threshold_before"]
+        assert rule["threshold"] > rule["peak_score"] or rule["capped"], rule
+        assert rep3["threshold"] == pytest.approx(rule["threshold"], rel=1e-6)
+
+        # 4. an operator asks for dev-2: the corrupted challenger misses the confirmed fault
+        (v2,) = cycle_once(s, client, only="dev-2/*", now_ms=now)
+        assert v2["stage"] == "rejected" and "misses 1 confirmed incident" in v2["reason"], v2
+        assert v2["detected_champion"] == 1 and v2["detected_challenger"] == 0
+        m2 = model_name("dev-2/temp")
+        assert repo.versions(m2) == [1, 2], "the rejected version is kept on disk"
+        assert served_states(client, m2) == {1: "AVAILABLE"}, "the stable version alone keeps serving"
+        assert client.score(m2, after[:4]).model_version == 1
+    finally:
+        client.close()
+        srv.stop()
+
+    # 5. every step in MLflow, through its client API
+    mc, exp = mlflow_client(s)
+    assert isinstance(mc, MlflowClient)
+    runs = mc.search_runs([exp], "tags.`sensorwatch.model` != ''")
+    stage = {(r.data.tags["sensorwatch.model"], r.data.tags["sensorwatch.version"]): r for r in runs}
+    assert stage[(model_name("dev-1/temp"), "1")].data.tags["sensorwatch.stage"] == "stable"
+    r12 = stage[(model_name("dev-1/temp"), "2")]
+    assert r12.data.tags["sensorwatch.stage"] == "stable" and r12.data.metrics["verdict/promoted"] == 1.0
+    assert r12.data.metrics["verdict/far_champion"] > 0.9
+    r22 = stage[(model_name("dev-2/temp"), "2")]
+    assert r22.data.tags["sensorwatch.stage"] == "rejected" and r22.data.metrics["verdict/promoted"] == 0.0
+    ledger = Ledger(s).state
+    assert len(ledger["verdicts"]) == 3 + 2 + 1 and ledger["last_schedule_ms"] == T0 + 800 * W
+    assert f"{fp}:false-positive" in ledger["handled"], "a verdict acted on does not trigger again"
+
+
+def test_incidents_and_verdicts_become_what_training_leaves_out_and_what_judging_checks():
+    """Every incident is left out of training; a false positive goes to the rule instead and
+    counts as normal when judging; a confirmed one must still be flagged; an expected one
+    (a test, maintenance) is neither normal nor required."""
+    from sensorwatch.training.lifecycle import Evidence
+
+    inc = {
+        f"a/x@{start}": {"incident_id": f"a/x@{start}", "sensor": "a/x", "start": start, "end": start + 50_000}
+        for start in (100_000, 200_000, 300_000, 400_000)
+    }
+    verdicts = {
+        "a/x@200000": label_record("a/x@200000", "false-positive"),
+        "a/x@300000": label_record("a/x@300000", "true-positive"),
+        "a/x@400000": label_record("a/x@400000", "expected"),
+    }
+    left_out, false_pos, confirmed, abnormal = Evidence(inc, verdicts).intervals(W)
+    assert left_out["a/x"] == [(95_000, 150_000), (295_000, 350_000), (395_000, 450_000)]
+    assert false_pos["a/x"] == [(195_000, 250_000)]
+    assert confirmed["a/x"] == [(295_000, 350_000)]
+    assert abnormal == left_out
