@@ -35,7 +35,7 @@ from pathlib import Path
 
 from sensorwatch.core.config import Settings
 from sensorwatch.core.feedback import is_label_record
-from sensorwatch.core.windows import SensorSeries, model_name
+from sensorwatch.core.windows import SensorSeries, device_of, matches, model_name
 
 log = logging.getLogger("sensorwatch.lifecycle")
 
@@ -204,8 +204,17 @@ def run_cycle(
         series = from_kafka(settings.kafka, settings.kafka.topics.aggregates, since, now_ms + 1)
     evidence = Evidence.read(settings) if evidence is None else evidence
     anomalies, false_pos, confirmed, abnormal = evidence.intervals(window_ms)
+    # sensor models only: the devices serving.device_models selects are scored by device models,
+    # which the lifecycle does not manage yet (docs/LIFECYCLE.md)
+    sensors = {s: why for s, why in sensors.items() if not matches(device_of(s), sv.device_models)}
     models = {model_name(s, sv.layout, sv.packed_groups) for s in sensors}
-    members = sorted(s for s in series if model_name(s, sv.layout, sv.packed_groups) in models)
+    members = sorted(
+        s
+        for s in series
+        if model_name(s, sv.layout, sv.packed_groups) in models and not matches(device_of(s), sv.device_models)
+    )
+    if not members:
+        return []
     train = {s: series[s].between(since, holdout_from) for s in members}
     repo = ModelRepository(sv.model_base_path, sv.model_config_file)
     registered = {e.name: e for e in repo.read_config()}
