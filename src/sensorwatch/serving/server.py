@@ -266,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"serve Prometheus metrics on this port at {METRICS_PATH} and /metrics (0: off, as in TF Serving)",
     )
     p.add_argument(
+        "--allow_version_labels_for_unavailable_models",
+        type=lambda v: str(v).lower() in ("1", "true", "yes"),
+        default=False,
+        help="TF Serving refuses a models.config whose label names a version not yet loaded unless this is "
+        "true; a rollback or a promotion pins a version and labels it in one write, so set it there. The "
+        "local server always accepts such a label (a request by it is refused until the version is loaded)",
+    )
+    p.add_argument(
         "--monitoring_config_file",
         help="TF Serving's MonitoringConfig (text proto): metrics are served when its prometheus_config "
         "says enable: true (without this flag the local server serves them on --rest_api_port anyway)",
