@@ -74,14 +74,13 @@ class Evidence:
         read_topic(settings.kafka, t.labels, take_label)
         return ev
 
-    def intervals(self, window_ms: int) -> tuple[Intervals, Intervals, Intervals, Intervals]:
-        """Per sensor: (left out of training as anomalies, called false positives, confirmed,
-        not normal when judging). An incident covers the aggregates of its anomalous windows:
+    def intervals(self, window_ms: int) -> tuple[Intervals, Intervals, Intervals]:
+        """Per sensor: (anomalies: left out of training, and not normal when judging; called
+        false positives; confirmed). An incident covers the aggregates of its anomalous windows:
         from its first window's last aggregate to its last window's end."""
         anomalies: Intervals = {}
         false_pos: Intervals = {}
         confirmed: Intervals = {}
-        abnormal: Intervals = {}
         for iid, rec in self.incidents.items():
             end = rec.get("end") or rec.get("event_window_end") or rec["start"]
             iv = (int(rec["start"]) - window_ms, int(end))
@@ -91,10 +90,9 @@ class Evidence:
                 false_pos.setdefault(s, []).append(iv)
                 continue
             anomalies.setdefault(s, []).append(iv)
-            abnormal.setdefault(s, []).append(iv)
             if label == "true-positive":
                 confirmed.setdefault(s, []).append(iv)
-        return anomalies, false_pos, confirmed, abnormal
+        return anomalies, false_pos, confirmed
 
 
 def _json(m):
@@ -177,6 +175,19 @@ def _push_config(repo, client) -> None:
         log.warning("model server did not take models.config now (%s); it reads the file on its next poll", exc.code())
 
 
+def _span(settings: Settings, now_ms: int) -> tuple[int, int]:
+    """(where the training history starts, where the hold-out starts) for a cycle at ``now_ms``."""
+    holdout_from = now_ms - int(settings.lifecycle.holdout_s * 1000)
+    return holdout_from - int(settings.lifecycle.history_s * 1000), holdout_from
+
+
+def _history(settings: Settings, now_ms: int) -> dict[str, SensorSeries]:
+    """Every sensor's aggregates from the history's start up to ``now_ms``, from the aggregates topic."""
+    from sensorwatch.training.data import from_kafka
+
+    return from_kafka(settings.kafka, settings.kafka.topics.aggregates, _span(settings, now_ms)[0], now_ms + 1)
+
+
 def run_cycle(
     settings: Settings,
     sensors: dict[str, str],
@@ -190,7 +201,6 @@ def run_cycle(
     server, to push each pin at once and wait for a promotion to be served (None: the file only)."""
     from sensorwatch.serving.client import wait_alone
     from sensorwatch.serving.repository import ModelRepository
-    from sensorwatch.training.data import from_kafka
     from sensorwatch.training.judge import VersionScorer, judge
     from sensorwatch.training.tracking import record_verdict
     from sensorwatch.training.trainer import train_fleet
@@ -198,12 +208,11 @@ def run_cycle(
     lc, jc, sv = settings.lifecycle, settings.job, settings.serving
     now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
     window_ms = int(jc.window_s * 1000)
-    holdout_from = now_ms - int(lc.holdout_s * 1000)
-    since = holdout_from - int(lc.history_s * 1000)
+    since, holdout_from = _span(settings, now_ms)
     if series is None:
-        series = from_kafka(settings.kafka, settings.kafka.topics.aggregates, since, now_ms + 1)
+        series = _history(settings, now_ms)
     evidence = Evidence.read(settings) if evidence is None else evidence
-    anomalies, false_pos, confirmed, abnormal = evidence.intervals(window_ms)
+    anomalies, false_pos, confirmed = evidence.intervals(window_ms)
     # sensor models only: the devices serving.device_models selects are scored by device models,
     # which the lifecycle does not manage yet (docs/LIFECYCLE.md)
     sensors = {s: why for s, why in sensors.items() if not matches(device_of(s), sv.device_models)}
@@ -246,7 +255,7 @@ def run_cycle(
             VersionScorer(model, repo.model_dir(model) / str(champ)) if champ is not None else None,
             {s: series[s] for s in members if s in series},
             holdout_from,
-            abnormal,
+            anomalies,
             confirmed,
             seq_len=jc.seq_len,
             slide=jc.slide,
@@ -286,12 +295,11 @@ def run_cycle(
 def cycle_once(settings: Settings, client=None, only: str | None = None, now_ms: int | None = None) -> list[dict]:
     """One pass of the service: the sensors due (or those ``only`` selects, an operator's
     request) retrained and judged, the ledger updated."""
-    from sensorwatch.training.data import from_kafka, select
+    from sensorwatch.training.data import select
 
     lc = settings.lifecycle
     now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-    since = now_ms - int((lc.holdout_s + lc.history_s) * 1000)
-    series = from_kafka(settings.kafka, settings.kafka.topics.aggregates, since, now_ms + 1)
+    series = _history(settings, now_ms)
     evidence = Evidence.read(settings)
     ledger = Ledger(settings)
     if only:
