@@ -25,6 +25,8 @@ MODULES = [
     "sensorwatch.serving.server",
     "sensorwatch.core.feedback",
     "sensorwatch.training.fit",
+    "sensorwatch.core.prior",
+    "sensorwatch.app.demo",
 ]
 
 

@@ -74,6 +74,8 @@ def test_states_incidents_and_version_changes():
     feed(store, "d/b", range(1, 100))
     feed(store, "d/q", range(1, 10))  # silent since window 10
     store.ingest("score", {"sensor": "d/n", "status": "no_model", "window_end": 99 * W})
+    prior = {"sensor": "d/p", "status": "prior", "score": 0.5, "threshold": 1.0, "window_end": 99 * W}
+    store.ingest("score", prior | {"model_name": "_prior~p", "model_version": 1})
     opened = {
         "incident_id": "d/a@250000",
         "event": "opened",
@@ -85,7 +87,9 @@ def test_states_incidents_and_version_changes():
         "event_window_end": 250_000,
     }
     store.ingest("incident", opened)
-    assert store.overview()["states"] == {"incident": 1, "no_model": 1, "quiet": 1, "ok": 1}
+    assert store.overview()["states"] == {"incident": 1, "no_model": 1, "prior": 1, "quiet": 1, "ok": 1}
+    p = store.sensor("d/p")
+    assert p["state"] == "prior" and p["score"] == 0.5, "a prior's score is charted like a model's"
     assert store.overview()["open_by_severity"] == {"critical": 1}
     assert [r["sensor"] for r in store.rows()][:2] == ["d/a", "d/n"]
     store.ingest("incident", {**opened, "event": "closed", "end": 260_000, "closed_by": "recovery"})

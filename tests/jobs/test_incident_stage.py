@@ -136,6 +136,7 @@ def _batches(scenario: dict[str, list[dict]]) -> list[bytes]:
             "step": [r["why"].step for r in rows],
             "feature": [r["why"].feature for r in rows],
             "hint": [r["why"].hint for r in rows],
+            "prior": [0] * len(rows),
         }
         drivers = [r["why"].drivers or "" for r in rows]
         batches.append(

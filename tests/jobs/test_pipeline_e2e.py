@@ -2,7 +2,8 @@
 
 A simulated fleet of 4 devices x 3 tags streams 30 minutes of event time (paced 60x) with all
 six anomaly kinds injected, malformed readings mixed in, hostile payloads from the shared
-vectors, deliberately late readings, and one device that has no model.
+vectors, deliberately late readings, and one device that has no model: a new device, scored
+by its tags' fleet priors from its first complete count window.
 """
 
 from __future__ import annotations
@@ -106,18 +107,36 @@ def test_job_end_to_end(world):
     # injected events of every kind are found, with few false alerts
     trained = [lab.to_dict() for lab in fleet.labels if not lab.sensor.startswith(UNTRAINED)]
     assert {lab["kind"] for lab in trained} == set(s.simulator.anomaly_kinds)
-    ev = evaluate(anomalies, trained)
+    own = [r for r in anomalies if not r["sensor"].startswith(UNTRAINED)]
+    ev = evaluate(own, trained)
     print(json.dumps(ev.to_dict()))
     assert ev.recall >= 0.9 and ev.precision >= 0.9, ev.to_dict()
 
-    # the untrained device: no-model records for each of its windows, never a score
-    assert not any(r["sensor"].startswith(UNTRAINED) for r in anomalies + scores)
-    nm_sensors = {r["sensor"] for r in no_model}
-    assert nm_sensors == {f"{UNTRAINED}/{t}" for t in s.simulator.tags}
-    assert all(r["status"] == "no_model" and r["model_name"].startswith("packed-") for r in no_model)
+    # the untrained device: every count window scored by its tag's fleet prior, from the first
+    # one (its S-th aggregate), status prior; no no-model record, as every tag has a prior
+    assert no_model == [], no_model[:3]
+    prior = [r for r in anomalies + scores if r["sensor"].startswith(UNTRAINED)]
+    assert prior and all(r["status"] == "prior" and r["model_name"] == f"_prior~{r['tag']}" for r in prior)
+    assert all(r["status"] == "scored" for r in anomalies + scores if not r["sensor"].startswith(UNTRAINED))
+    ends: dict[str, list[int]] = {}
+    for k in counts:
+        topic, _, key = k.partition("|")
+        if topic == s.kafka.topics.aggregates and key.startswith(UNTRAINED):
+            sensor, _, end = key.partition("@")
+            ends.setdefault(sensor, []).append(int(end))
+    assert set(ends) == {f"{UNTRAINED}/{t}" for t in s.simulator.tags}
+    for sensor, e in ends.items():
+        e.sort()
+        got = sorted(r["window_end"] for r in prior if r["sensor"] == sensor)
+        assert got == e[s.job.seq_len - 1 :], f"{sensor}: each count window once, from the first complete one"
+    ev_prior = evaluate(
+        [r for r in anomalies if r["sensor"].startswith(UNTRAINED)],
+        [lab.to_dict() for lab in fleet.labels if lab.sensor.startswith(UNTRAINED)],
+    )
+    print("fleet prior on the new device:", json.dumps(ev_prior.to_dict()))
 
     # every anomaly record carries the contract's fields, scored by a named model version
-    for r in anomalies:
+    for r in own:
         assert r["is_anomaly"] and r["score"] > r["threshold"]
         assert r["model_name"].startswith("packed-") and r["model_version"] >= 1
         # S tumbling means; more than S x window when a dropout left a window without readings

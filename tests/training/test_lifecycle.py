@@ -35,11 +35,11 @@ def _series(seed: int, n: int = N) -> np.ndarray:
     return np.sin(2 * np.pi * t / 60) + rng.normal(0, 0.1, n)
 
 
-def _publish(settings, sensor: str, means: np.ndarray, upto: int, since: int = 0) -> None:
+def _publish(settings, sensor: str, means: np.ndarray, upto: int, since: int = 0, sd: float = 0.5) -> None:
     p = producer(settings.kafka)
     for i in range(since, upto):
         end = T0 + (i + 1) * W
-        rec = aggregate_record(sensor, end - W, end, float(means[i]), 0.5, 5)
+        rec = aggregate_record(sensor, end - W, end, float(means[i]), sd, 5)
         p.send(
             settings.kafka.topics.aggregates,
             key=f"{sensor}@{end}".encode(),
@@ -199,3 +199,78 @@ def test_incidents_and_verdicts_become_what_training_leaves_out_and_what_judging
     assert false_pos["a/x"] == [(195_000, 250_000)]
     assert confirmed["a/x"] == [(295_000, 350_000)]
     assert all(iv not in left_out["a/x"] for iv in false_pos["a/x"]), "a false alarm counts as normal when judging"
+
+
+def _windows(settings, sensor: str, means: np.ndarray, lo: int, hi: int, sd: float = 0.5):
+    """A WindowBatch of ``sensor``'s count windows ending at aggregates lo..hi-1, as the job forms them."""
+    from sensorwatch.core.windows import SensorSeries, sequences
+    from sensorwatch.udfs.batch import WindowBatch
+
+    n = len(means)
+    ser = SensorSeries(sensor, T0 + (np.arange(n) + 1) * W, means, np.full(n, sd), np.full(n, 5.0))
+    X, ends = sequences(ser, settings.job.seq_len, settings.job.slide, W)
+    keep = (ends >= T0 + (lo + 1) * W) & (ends < T0 + (hi + 1) * W)
+    end = ends[keep]
+    return WindowBatch([sensor] * int(keep.sum()), end - settings.job.seq_len * W, end, end, X[keep].astype(np.float64))
+
+
+def test_a_new_sensor_is_scored_by_its_prior_then_by_its_own_model(lifecycle_settings):
+    """A sensor added to a served fleet: its first count window is scored by its tag's fleet
+    prior (status ``prior``); once it has ``new_sensor_windows`` aggregates the lifecycle trains
+    its own model (no champion: promoted), and from then on its own model scores it."""
+    from sensorwatch.core.prior import prior_model_name
+    from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.serving.repository import ModelRepository
+    from sensorwatch.serving.server import ModelServer
+    from sensorwatch.training.data import from_kafka
+    from sensorwatch.training.lifecycle import Ledger, cycle_once
+    from sensorwatch.training.trainer import summary, train_fleet
+    from sensorwatch.udfs.batch import decode_scores
+    from sensorwatch.udfs.scoring import BatchScorer
+
+    s = lifecycle_settings
+    s.lifecycle.new_sensor_windows = 300
+    fleet = {f"dev-{i}/temp": _series(i) for i in (1, 2, 3)}
+    for sensor, v in fleet.items():
+        _publish(s, sensor, v, 800)
+    # `sensorwatch train` on the fleet: a model per sensor and the tag's prior
+    out = summary(train_fleet(from_kafka(s.kafka, s.kafka.topics.aggregates, None, None), s, progress=False))
+    assert (out["trained"], out["priors"], out["failed"]) == (3, 1, 0), out
+    repo = ModelRepository(s.serving.model_base_path)
+    assert prior_model_name("temp") in {e.name for e in repo.read_config()}
+    ledger = Ledger(s)
+    ledger.state["last_schedule_ms"] = T0 + 800 * W  # the schedule has just run: only triggers act
+    ledger.save()
+
+    srv = ModelServer(
+        repo.read_config(), port=0, config_file=repo.config_file, poll_wait_s=0.2, config_poll_wait_s=0.2
+    ).start()
+    s.serving.target = srv.target
+    client = ScoringClient(s.serving, attempts=0)
+    scorer = BatchScorer(s)
+    new = 3.0 * _series(7) + 40.0  # another level and spread than the fleet's sensors (readings' too)
+    try:
+        # its first count window (its S-th aggregate): the prior scores it, and every one after
+        _publish(s, "dev-9/temp", new, 320, sd=1.5)
+        early = scorer.score(_windows(s, "dev-9/temp", new, 0, 320, sd=1.5))
+        compact = decode_scores(early[-1].packed)
+        S = s.job.seq_len
+        assert compact.cols["end"][0] == T0 + S * W, "from the first complete count window"
+        assert len(compact) == 320 - S + 1 and set(compact.models) == {prior_model_name("temp")}
+        assert (compact.cols["prior"] == 1).all() and [o.kind for o in early[:-1] if o.kind == "no_model"] == []
+        assert compact.cols["anomaly"].mean() < 0.05, "the prior, normalised per sensor, is quiet on a normal sensor"
+
+        # the lifecycle: a new sensor with enough history is trained, and promoted (no champion)
+        (v,) = cycle_once(s, client, now_ms=T0 + 320 * W)
+        assert v["model"] == model_name("dev-9/temp") and v["stage"] == "stable", v
+        assert v["why"] == ["new sensor (320 aggregates)"] and v["champion"] is None
+
+        # from now on its own model scores it; the prior's running statistics are let go
+        later = scorer.score(_windows(s, "dev-9/temp", new, 320, 330, sd=1.5))
+        compact = decode_scores(later[-1].packed)
+        assert set(compact.models) == {model_name("dev-9/temp")} and (compact.cols["prior"] == 0).all()
+        assert len(scorer.normaliser) == 0
+    finally:
+        scorer.close()
+        client.close()
+        srv.stop()

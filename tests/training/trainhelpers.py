@@ -10,7 +10,9 @@ from sensorwatch.simulate.history import fleet_history
 START = 1_700_000_000_000
 
 
-def train_settings(tmp: Path, kind: str = "dense_ae", layout: str = "per-sensor", **training) -> Settings:
+def train_settings(
+    tmp: Path, kind: str = "dense_ae", layout: str = "per-sensor", prior: bool = False, **training
+) -> Settings:
     t = {"kind": kind, "epochs": 6, "workers": 1, "plots": False, **training}
     return load_settings(
         None,
@@ -18,6 +20,9 @@ def train_settings(tmp: Path, kind: str = "dense_ae", layout: str = "per-sensor"
             "simulator": {"devices": 2, "duration_s": 2 * 3600, "start_ms": START, "anomaly_rate_per_hour": 0.0},
             "training": t,
             "serving": {"model_base_path": str(tmp / "models"), "layout": layout, "packed_groups": 2},
+            # these tests look at the sensors' and devices' models; the fleet priors have theirs
+            # (tests/training/test_prior.py, test_lifecycle.py, tests/udfs/test_scoring.py)
+            "prior": {"enabled": prior},
         },
     )
 

@@ -67,6 +67,7 @@ def explode():
 def test_scores_equal_direct_predict_and_untrained_is_no_model(world, explode):
     s = world.model_copy(deep=True)
     s.job.emit_scores = True
+    s.prior.enabled = False  # the untrained device's tags have priors: test_fleet_prior_scores_*
     sensors = ["dev-0000/temperature", "dev-0001/pressure", f"{UNTRAINED}/vibration", "dev-0002/vibration"]
     batch = _batch(s, sensors, n=3)
     metrics = Metrics()
@@ -120,6 +121,59 @@ def test_scores_equal_direct_predict_and_untrained_is_no_model(world, explode):
     # without emit_scores the JVM builds the anomalies' records alone
     only = explode(encode(batch), packed.packed, False)
     assert [(k, key) for k, key, _ in only] == [(k, key) for k, key, _ in built if k == "anomaly"]
+
+
+def test_fleet_prior_scores_a_sensor_no_model_knows(world, explode):
+    """The untrained device's sensors are scored by their tags' priors (trained with the world's
+    models), on windows normalised by each sensor's running statistics; the records say
+    ``prior``; a tag with no prior leaves its windows ``no_model``."""
+    from sensorwatch.core.prior import normalise_series
+
+    s = world.model_copy(deep=True)
+    s.job.emit_scores = True
+    new = [f"{UNTRAINED}/vibration", f"{UNTRAINED}/temperature"]
+    b = _batch(s, [*new, "dev-0000/temperature"], n=6)
+    # each sensor's 6 windows in two batches of 3, in order; and a tag without a prior in each
+    halves = [[i for i in range(len(b)) if i % 6 // 3 == k] + [0] for k in (0, 1)]
+    first, second = (
+        WindowBatch(
+            [b.sensors[i] for i in h[:-1]] + ["dev-0009/humidity"], b.start[h], b.end[h], b.closed[h], b.features[h]
+        )
+        for h in halves
+    )
+    metrics = Metrics()
+    scorer = BatchScorer(s, metrics)
+    try:
+        out1 = scorer.score(first)
+        assert len(scorer.normaliser) == 2, "the new sensors' running statistics, not the trained one's"
+        out2 = scorer.score(second)
+    finally:
+        scorer.close()
+    client = ScoringClient(s.serving)
+    for batch, out in ((first, out1), (second, out2)):
+        *python, packed = out
+        assert [(o.kind, json.loads(o.value)["sensor"]) for o in python] == [("no_model", "dev-0009/humidity")]
+        recs = [json.loads(v) for _, _, v in explode(encode(batch), packed.packed, True)]
+        assert len(recs) == len(batch) - 1, "one record per scored window"
+        compact = decode_scores(packed.packed)
+        for k, r in enumerate(recs):
+            assert compact.sensors[k] == r["sensor"] and int(compact.cols["prior"][k]) == (r["status"] == "prior")
+            if r["sensor"] in new:
+                assert r["status"] == "prior" and r["model_name"] == f"_prior~{r['sensor'].split('/')[1]}"
+            else:
+                assert r["status"] == "scored" and r["model_name"].startswith("packed-")
+    # a prior's score is its model's on the window normalised by the sensor's windows so far
+    for sensor in new:
+        rows = [i for i, x in enumerate(b.sensors) if x == sensor]
+        Z = normalise_series(b.features[rows])
+        direct = client.score(f"_prior~{sensor.split('/')[1]}", Z[3:])
+        got = decode_scores(out2[-1].packed)
+        mine = [k for k, x in enumerate(got.sensors) if x == sensor]
+        np.testing.assert_allclose(got.cols["score"][mine], direct.score, rtol=1e-5, atol=1e-7)
+        assert (got.cols["seed_n"][mine] > 0).all(), "a prior seeds the incident stage like a model"
+    client.close()
+    v = metrics.values()
+    assert v["prior"] == 12 and v["no_model"] == 2 and v["windows_scored"] == 18
 
 
 def test_jvm_records_equal_the_record_contract(explode):
@@ -182,6 +236,7 @@ def test_jvm_records_equal_the_record_contract(explode):
 def test_unknown_model_per_sensor_layout_is_no_model(world):
     s = world.model_copy(deep=True)
     s.serving.layout = "per-sensor"  # the server holds packed models only: every name is unknown
+    s.prior.enabled = False
     scorer = BatchScorer(s)
     try:
         out = scorer.score(_batch(s, ["dev-0000/temperature"]))
@@ -189,6 +244,14 @@ def test_unknown_model_per_sensor_layout_is_no_model(world):
         scorer.close()
     assert [o.kind for o in out] == ["no_model"], "no scored window: no compact row either"
     assert json.loads(out[0].value)["model_name"] == "dev-0000~temperature"
+    s.prior.enabled = True  # NOT_FOUND (per-sensor), like known = False (packed), falls back to the prior
+    scorer = BatchScorer(s)
+    try:
+        out = scorer.score(_batch(s, ["dev-0000/temperature"]))
+    finally:
+        scorer.close()
+    assert [o.kind for o in out] == [WINDOW_SCORES]
+    assert decode_scores(out[0].packed).models == ["_prior~temperature"]
 
 
 def test_model_server_down_delays_scoring_and_loses_nothing(world, tmp_path):

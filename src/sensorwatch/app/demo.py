@@ -34,12 +34,38 @@ from sensorwatch.stack.kafka_broker import free_port
 #: How long the demo waits for the job's last records once the fleet is sent.
 OUTPUT_TIMEOUT_S = 180.0
 
+#: The demo's newest device: no model of its own is trained for it, so the job scores it by its
+#: tags' fleet priors (``sensorwatch.core.prior``) from its first count window.
+NEW_DEVICE = "dev-0009"
+
+
+def scored_by(outputs: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Per sensor (or device model), the model versions that scored its windows, in the order
+    they first did: ``["packed-003 v1", ...]``; a fleet prior's is marked as such.
+
+    >>> prior = {"sensor": "d/t", "model_name": "_prior~t", "model_version": 1, "status": "prior", "window_end": 5}
+    >>> own = {"sensor": "d/t", "model_name": "packed-001", "model_version": 2, "status": "scored", "window_end": 9}
+    >>> scored_by({"k2": [own], "k1": [prior]})
+    {'d/t': ['_prior~t v1 (fleet prior)', 'packed-001 v2']}
+    """
+    first: dict[str, dict[str, int]] = {}
+    for recs in outputs.values():
+        for r in recs:
+            if r.get("model_version") is None:
+                continue
+            name = f"{r['model_name']} v{r['model_version']}" + (" (fleet prior)" if r.get("status") == "prior" else "")
+            seen = first.setdefault(r["sensor"], {})
+            seen[name] = min(seen.get(name, r["window_end"]), r["window_end"])
+    return {s: sorted(v, key=v.get) for s, v in sorted(first.items())}
+
 
 def demo_settings(settings: Settings, duration_s: float, speed: float) -> Settings:
     """The demo's own stack on free ports in a fresh work folder: a mixed fleet, packed models.
 
-    30 sensors (10 devices x 3 tags) with one model each, and 4 pumps whose 4 related tags are
-    scored by one device model each (``serving.device_models``), side by side in one job."""
+    30 sensors (10 devices x 3 tags), and 4 pumps whose 4 related tags are scored by one device
+    model each (``serving.device_models``), side by side in one job. Every plain sensor but the
+    newest device's (:data:`NEW_DEVICE`) has a model of its own; that one's tags are scored
+    by their fleet priors."""
     s = settings.model_copy(deep=True)
     work = Path(s.stack.work_dir) / "demo"
     s.stack.work_dir = work
@@ -118,16 +144,19 @@ def run_demo(
     console.print(f"    ready in {info['start_seconds']} s at {info['bootstrap_servers']}")
     try:
         n_pump_tags = sum(s.startswith("pump-") for s in fleet.sensors)
+        n_new = sum(s.startswith(NEW_DEVICE + "/") for s in fleet.sensors)
         console.print(
-            f"[bold]2/5[/] training one model per sensor ({len(fleet.sensors) - n_pump_tags}) and one per pump "
+            f"[bold]2/5[/] training one model per sensor ({len(fleet.sensors) - n_pump_tags - n_new}), the fleet "
+            "priors, and one per pump "
             f"({len(fleet.pumps)}, over its {n_pump_tags // max(1, len(fleet.pumps))} tags) on 2 h of clean "
             "simulated history ..."
         )
         t0 = time.monotonic()
-        out = local.train_on_history(s, fleet.start_ms, progress=True)
+        out = local.train_on_history(s, fleet.start_ms, progress=True, keep=lambda x: not x.startswith(NEW_DEVICE))
         console.print(
-            f"    {out['trained']} trained, {out['failed']} failed in {time.monotonic() - t0:.0f} s "
-            f"into {s.serving.model_base_path}"
+            f"    {out['trained']} trained, {out['failed']} failed, and {out['priors']} fleet priors (one per tag)"
+            f" in {time.monotonic() - t0:.0f} s into {s.serving.model_base_path}; {NEW_DEVICE} joined the fleet "
+            "today: no model of its own, its tags' priors score it"
         )
         console.print("[bold]3/5[/] starting the model server (TF Serving gRPC API) ...")
         server = local.ModelServerProcess(s, work / "model-server.log").start()
@@ -195,6 +224,16 @@ def run_demo(
         )
         window_ms = int(s.job.window_s * 1000)
         ev = evaluate_incidents(incidents, [lab.to_dict() for lab in fleet.labels], window_ms, s.job.seq_len)
+        versions = scored_by(ledger.outputs)
+        by_device: dict[str, list[str]] = {}
+        for sensor, names in versions.items():
+            by_device.setdefault(sensor.split("/")[0], []).append(
+                f"{sensor.partition('/')[2] or '(device model)'}: {', '.join(names)}"
+            )
+        vt = Table("device", "the model versions that scored each sensor", title="scored by")
+        for device, rows in by_device.items():
+            vt.add_row(device, "; ".join(rows))
+        console.print(vt)
         table = Table("kind", "detected / injected", title="against the simulator's ground truth")
         for kind, (hit, n) in sorted(ev.per_kind.items()):
             table.add_row(kind, f"{hit} / {n}")

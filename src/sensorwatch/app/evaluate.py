@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sensorwatch.core.contracts import SCORED
 from sensorwatch.core.windows import device_of
 
 
@@ -62,7 +63,7 @@ def alerts(records: Iterable[dict]) -> dict[str, list[tuple[int, int, int]]]:
     """Per sensor: (start, end, first window end) of each run of overlapping anomalous windows."""
     by: dict[str, list[tuple[int, int]]] = {}
     for r in records:
-        if r.get("status", "scored") == "scored" and r.get("is_anomaly"):
+        if r.get("status", "scored") in SCORED and r.get("is_anomaly"):
             by.setdefault(r["sensor"], []).append((int(r["window_start"]), int(r["window_end"])))
     out: dict[str, list[tuple[int, int, int]]] = {}
     for sensor, wins in by.items():

@@ -391,6 +391,18 @@ class LifecycleConfig(_Section):
     """where the lifecycle keeps its ledger (lifecycle.json); unset: beside the model repository, <model_base_path>/.."""
 
 
+class PriorConfig(_Section):
+    """The fleet prior (docs/LIFECYCLE.md, ``sensorwatch.core.prior``): one model per tag that
+    scores a sensor with no model of its own from its first count window."""
+
+    enabled: bool = True
+    """``sensorwatch train`` trains a prior for each tag of at least min_sensors sensors, and the job scores a sensor no model knows by its tag's prior (records with status prior); false: such a sensor gets no_model records"""
+    min_sensors: int = Field(2, ge=1)
+    """a tag's prior is trained on at least this many sensors of that tag"""
+    max_windows: int = Field(20_000, ge=100)
+    """training windows of a tag's prior, at most (taken evenly from its sensors' windows)"""
+
+
 class AlertingConfig(_Section):
     """``sensorwatch alert``: incidents to Prometheus Alertmanager (API v2) or a JSON webhook."""
 
@@ -449,6 +461,7 @@ class Settings(_Section):
     serving: ServingConfig = ServingConfig()
     training: TrainingConfig = TrainingConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    prior: PriorConfig = PriorConfig()
     alerting: AlertingConfig = AlertingConfig()
     dashboard: DashboardConfig = DashboardConfig()
 

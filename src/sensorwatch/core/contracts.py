@@ -32,6 +32,10 @@ from typing import Any
 from sensorwatch.core.config import ValidationConfig
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+#: The statuses of a record that carries a score: by the sensor's (or device's) own model, or
+#: by its tag's fleet prior.
+SCORED = ("scored", "prior")
 MAX_TS = 253402300799999  # 9999-12-31T23:59:59.999Z
 _DEFAULT_LIMITS = ValidationConfig()
 READING_FIELDS = ("device", "tag", "ts", "value")
@@ -315,8 +319,9 @@ def anomaly_record(
     ``key`` is unique per sensor and window, so an at-least-once consumer can drop repeats.
     ``window_closed_ts`` is the wall-clock time the job closed the last tumbling window;
     ``processing_ts`` minus it is the job's scoring latency. ``status`` is ``scored``,
-    ``no_model`` (no model serves this sensor yet) or ``error`` (the model server refused the
-    window; ``error`` says why).
+    ``prior`` (the sensor has no model of its own yet and its tag's fleet prior scored the
+    window: :mod:`sensorwatch.core.prior`), ``no_model`` (no model serves this sensor, nor a
+    prior its tag) or ``error`` (the model server refused the window; ``error`` says why).
 
     A device model's record (``sensor`` is then the device, ``tag`` None, ``granularity``
     ``device``): ``values``, ``stddev`` and ``counts`` map each tag to its S values (None where

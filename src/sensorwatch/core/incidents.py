@@ -47,6 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from sensorwatch.core.config import IncidentsConfig
+from sensorwatch.core.contracts import SCORED
 
 #: The fields of an incident record on the incidents topic (``TrackIncidents`` writes them):
 #: ``end``, ``duration_ms`` and ``closed_by`` are null on an ``opened`` record.
@@ -335,7 +336,7 @@ def reference_openings(
     rules: IncidentRules, window_ms: int, records, seeds: dict[str, tuple[float, float, float]]
 ) -> dict[str, set[tuple[int, bool]]]:
     """Sensor -> ``(start, learning)`` of every incident these rules open over ``records``, a
-    job's own per-window score records (status ``scored``), each sensor's in event-time order.
+    job's own per-window score records (status ``scored`` or ``prior``), each sensor's in event-time order.
 
     The job's incident stage runs the same rules in Flink state; a test (or a benchmark) that
     compares its opened incidents with these checks that state, whatever happened to it on the
@@ -343,7 +344,7 @@ def reference_openings(
     """
     by_sensor: dict[str, list[dict]] = {}
     for r in records:
-        if r.get("status", "scored") == "scored":
+        if r.get("status", "scored") in SCORED:
             by_sensor.setdefault(r["sensor"], []).append(r)
     out: dict[str, set[tuple[int, bool]]] = {}
     for sensor, recs in by_sensor.items():

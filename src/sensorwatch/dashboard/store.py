@@ -45,11 +45,12 @@ from typing import Any
 import numpy as np
 
 from sensorwatch.core.config import DashboardConfig
+from sensorwatch.core.contracts import SCORED
 from sensorwatch.core.feedback import IncidentLabels, is_label_record
 from sensorwatch.core.incidents import severity_band
 
 #: The states a sensor is counted in on the fleet overview, worst first.
-STATES = ("incident", "no_model", "learning", "quiet", "ok")
+STATES = ("incident", "no_model", "prior", "learning", "quiet", "ok")
 
 #: Per-bucket fields, float32: sum and count of window means, lowest and highest mean, highest
 #: score and the threshold it was scored against.
@@ -133,7 +134,7 @@ class SensorState:
     incidents: deque
     granularity: str = "sensor"
     last_ts: int = 0  # latest event time seen (window end)
-    status: str = "ok"  # scored | no_model | error, from the latest score record
+    status: str = "ok"  # scored | prior | no_model | error, from the latest score record
     score: float | None = None
     threshold: float | None = None
     model_name: str | None = None
@@ -147,6 +148,8 @@ class SensorState:
             return "learning" if self.open_incident.get("learning") else "incident"
         if self.status in ("no_model", "error"):
             return "no_model"
+        if self.status == "prior":  # scored by its tag's fleet prior until its own model is served
+            return "prior"
         return "quiet" if self.last_ts < quiet_before_ms else "ok"
 
 
@@ -221,11 +224,11 @@ class FleetStore:
     def _score(self, rec: dict) -> None:
         st = self._sensor(rec["sensor"], rec.get("granularity"))
         ts = int(rec["window_end"])
-        if ts < st.last_ts and st.status == "scored" and rec.get("status") != "scored":
+        if ts < st.last_ts and st.status in SCORED and rec.get("status") not in SCORED:
             return  # an old no-model record does not undo a newer score
         st.status = rec.get("status") or "scored"
         st.error = rec.get("error")
-        if st.status != "scored" or rec.get("score") is None:
+        if st.status not in SCORED or rec.get("score") is None:
             self._touch(st, ts)
             return
         score, threshold = float(rec["score"]), rec.get("threshold")

@@ -242,6 +242,7 @@ def run_cycle(
         progress=False,
         granularity="sensor",
         register=False,
+        priors=False,
     )
     for o in outcomes:
         if o.status == "failed":

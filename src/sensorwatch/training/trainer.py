@@ -55,6 +55,7 @@ class Outcome:
     detail: str = ""
     windows: int = 0
     threshold: float | None = None
+    prior: bool = False  # a fleet prior (sensor "*/<tag>"): counted apart in the summary
 
 
 @dataclass
@@ -444,6 +445,7 @@ def train_fleet(
     granularity: str = "auto",
     false_positives: dict[str, list[tuple[int, int]]] | None = None,
     register: bool = True,
+    priors: bool = True,
 ) -> list[Outcome]:
     """Train, publish and register every sensor in ``series``; returns one outcome per sensor
     (per device, for a device model: see :func:`split_granularity` for ``granularity``).
@@ -456,7 +458,9 @@ def train_fleet(
     calibration); ``false_positives``: intervals operators called false alarms (left out of
     training, and the false-positive rule applied: :func:`~sensorwatch.training.fit.false_positive_threshold`).
     ``register=False`` publishes the versions without adding new models to models.config:
-    the lifecycle serves a version only once it has judged it.
+    the lifecycle serves a version only once it has judged it. ``priors``: also train the fleet
+    priors of the sensors' tags (:mod:`sensorwatch.training.prior`, when ``prior.enabled``);
+    the lifecycle, which retrains a few sensors at a time, does not.
     """
     from sensorwatch.serving.repository import ModelRepository
 
@@ -493,9 +497,13 @@ def train_fleet(
     if trained and register:
         sv = settings.serving
         ModelRepository(sv.model_base_path, sv.model_config_file).register_many(trained)
+    if priors and granularity != "device":
+        from sensorwatch.training.prior import train_priors
+
+        outcomes += train_priors(series, settings, labels, force)
     for o in outcomes:
         if o.status == "failed":
-            log.error("sensor %s not trained: %s", o.sensor, o.detail)
+            log.error("%s %s not trained: %s", "fleet prior" if o.prior else "sensor", o.sensor, o.detail)
     from sensorwatch.training.tracking import track
 
     published = sorted({(o.model, o.version) for o in outcomes if o.status == "trained" and o.version is not None})
@@ -514,8 +522,12 @@ def _guarded(chunk: Chunk, call) -> list[Outcome]:
 
 
 def summary(outcomes: list[Outcome]) -> dict:
-    out: dict = {"trained": 0, "skipped": 0, "failed": 0}
+    """Sensors (or devices) trained, skipped and failed; ``priors``: fleet priors trained."""
+    out: dict = {"trained": 0, "skipped": 0, "failed": 0, "priors": 0}
     for o in outcomes:
+        if o.prior:
+            out["priors"] += o.status == "trained"
+            continue
         out[o.status] += 1
     out["failures"] = [asdict(o) for o in outcomes if o.status == "failed"]
     return out

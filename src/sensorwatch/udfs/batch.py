@@ -134,8 +134,10 @@ def encode_devices(batch: DeviceBatch) -> bytes:
 SCORE_INTS = ("row",)
 SCORE_LONGS = ("end", "closed", "version")
 SCORE_DOUBLES = ("score", "threshold", "seed_n", "seed_mean", "seed_var")
-SCORE_BYTES = ("step", "feature", "hint", "anomaly")
+SCORE_BYTES = ("step", "feature", "hint", "anomaly", "prior")
 SCORE_COLUMNS = SCORE_INTS + SCORE_LONGS + SCORE_DOUBLES + SCORE_BYTES
+#: Bytes per window of the fixed columns.
+SCORE_ROW_BYTES = 4 * len(SCORE_INTS) + 8 * len(SCORE_LONGS) + 8 * len(SCORE_DOUBLES) + len(SCORE_BYTES)
 
 
 @dataclass
@@ -180,7 +182,7 @@ def decode_scores(buf: bytes) -> ScoreBatch:
     if len(buf) < 8:
         raise ValueError(f"score batch of {len(buf)} bytes has no header")
     n, e = (int(x) for x in np.frombuffer(buf, "<i4", count=2))
-    if n < 0 or e < 0 or len(buf) < 8 + n * (4 + 3 * 8 + 5 * 8 + 4) + 8 * n * e:
+    if n < 0 or e < 0 or len(buf) < 8 + n * SCORE_ROW_BYTES + 8 * n * e:
         raise ValueError(f"score batch of {len(buf)} bytes cannot hold {n} windows of {e} errors")
     off, cols = 8, {}
     for names, dtype, size in (

@@ -9,13 +9,18 @@ Free of PyFlink so that it is tested on its own against the real gRPC server;
   :class:`~sensorwatch.core.retry.RetryPolicy`: a model server that is down delays scoring
   (Flink back-pressures the source) and never loses a window;
 * NOT_FOUND (no such model), and ``known = False`` from a packed model, give a ``no_model``
-  record; any other refusal (a model trained for another S, say) gives an ``error`` record with
+  record when no fleet prior takes the window (below); any other refusal (a model trained for another S, say) gives an ``error`` record with
   the server's message. Neither is silent;
 * every scored window goes into the batch's one compact :data:`WINDOW_SCORES` row (score,
   threshold, anomaly flag, per-step errors, explanation); the JVM builds a sensor model's
   anomaly and score records from it (``explode_records``) and feeds the incident stage. Python
   makes only the records the JVM cannot: no-model records and device models' records, in
   batch order, tagged with their kind from :data:`sensorwatch.core.outputs.OUTPUTS`;
+* a sensor window no model knows (NOT_FOUND, or ``known = False``) goes, with ``prior.enabled``,
+  to its tag's fleet prior (:mod:`sensorwatch.core.prior`), normalised by the sensor's running
+  statistics (this worker's :class:`~sensorwatch.core.prior.OnlineNormaliser`); it is then
+  scored like any window, flagged ``prior`` in the compact row (its records' status is
+  ``prior``). A tag without a prior leaves the window a ``no_model`` record;
 * a :class:`DeviceBatch` goes to the devices' models (``device_model_name``) with the device
   signature; its records name the tags that drove each score, and every tag a device model
   does not know gets a no-model record of its own (``device/tag``), window by window.
@@ -36,6 +41,7 @@ from sensorwatch.core.config import Settings
 from sensorwatch.core.contracts import anomaly_record
 from sensorwatch.core.explain import drivers_text, explain
 from sensorwatch.core.outputs import ANOMALY, NO_MODEL, SCORE, WINDOW_SCORES
+from sensorwatch.core.prior import OnlineNormaliser, prior_model_name, tag_of
 from sensorwatch.core.windows import device_model_name, model_name
 from sensorwatch.serving.client import (
     RETRYABLE,
@@ -75,6 +81,8 @@ class _Call:
     rows: np.ndarray
     attempt: int = 0
     future: grpc.Future | None = None
+    features: np.ndarray | None = None  # a prior's call: the rows' windows, normalised
+    prior: bool = False  # a call to a fleet prior, for rows no model knew
 
 
 def _stack_errors(errors: list[np.ndarray | None], sizes: list[int]) -> np.ndarray | None:
@@ -100,6 +108,7 @@ class BatchScorer:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self._outage_since: float | None = None
+        self.normaliser = OnlineNormaliser()  # the fleet prior's per-sensor running statistics
 
     def close(self) -> None:
         self.client.close()
@@ -122,6 +131,8 @@ class BatchScorer:
             inputs = device_inputs(
                 [batch.devices[i] for i in call.rows], tags[:, :width], batch.features[call.rows][:, :, :width]
             )
+        elif call.prior:
+            inputs = score_inputs(call.features, None)
         else:
             packed = self.settings.serving.layout == "packed"
             sensors = [batch.sensors[i] for i in call.rows] if packed else None
@@ -182,6 +193,9 @@ class BatchScorer:
             return []
         calls = self._plan(batch)
         answers = self._run(calls, batch)
+        covered = np.zeros(len(batch), bool)  # rows no model knew that a fleet prior scored
+        if self.settings.prior.enabled and not isinstance(batch, DeviceBatch):
+            covered = self._priors(batch, calls, answers)
         now = int(self.clock() * 1000)
         per_row: list[Output | None] = [None] * len(batch)
         per_row_extra: list[Output] = []
@@ -192,19 +206,21 @@ class BatchScorer:
             ans = answers[i]
             if isinstance(ans, grpc.RpcError):
                 status = "no_model" if ans.code() == grpc.StatusCode.NOT_FOUND else "error"
-                m.counter(status).inc(len(call.rows))
-                if status == "error":
+                # a row no model knew: its prior's answer stands for it, unless there is no prior
+                rows = [int(r) for r in call.rows if covered[r] == call.prior]
+                m.counter(status).inc(len(rows))
+                if status == "error" and rows:
                     log.error(
                         "model %s refused %d window(s): %s %s",
                         call.model,
-                        len(call.rows),
+                        len(rows),
                         ans.code().name,
                         ans.details(),
                     )
-                for r in call.rows:
+                for r in rows:
                     per_row[r] = self._unscored(
                         batch,
-                        int(r),
+                        r,
                         call.model,
                         status,
                         now,
@@ -218,8 +234,11 @@ class BatchScorer:
             anomalous = ok & np.asarray(ans.is_anomaly, bool)
             m.counter("windows_scored").inc(int(ok.sum()))
             m.counter("anomalies").inc(int(anomalous.sum()))
-            if not ok.all():
-                m.counter("no_model").inc(int(n - ok.sum()))
+            if call.prior:
+                m.counter("prior").inc(n)
+            unknown = ~ok & ~covered[call.rows]  # no model knows them, nor a prior
+            if unknown.any():
+                m.counter("no_model").inc(int(unknown.sum()))
             device = isinstance(batch, DeviceBatch)
             for j in np.flatnonzero(anomalous).tolist():
                 anomaly_log.info(
@@ -234,14 +253,14 @@ class BatchScorer:
             # A sensor model's records are built in the JVM (explode_records) from the batch's
             # window_scores row; here, a window pays for a record only when no model scored it
             # or a device model did (its tags' shares and unknown tags are made here).
-            publish = ~ok
+            publish = unknown.copy()
             if device:
                 publish |= (
                     anomalous | (ok & emit_scores) | (ok & np.asarray(ans.extra["unknown_tag"], bool).any(axis=1))
                 )
             for j in np.flatnonzero(publish).tolist():
                 r = int(call.rows[j])
-                if not ok[j]:
+                if unknown[j]:
                     per_row[r] = self._unscored(batch, r, call.model, "no_model", now, None)
                     continue
                 rec = self._record(batch, r, ans, j, now)
@@ -257,6 +276,45 @@ class BatchScorer:
         if packed is not None:
             out.append(Output(WINDOW_SCORES, None, None, packed))
         return out
+
+    def _priors(self, batch: WindowBatch, calls: list[_Call], answers: dict) -> np.ndarray:
+        """Score the windows no model knew with their tags' fleet priors: the prior calls are
+        appended to ``calls`` and their answers to ``answers``; returns the rows a prior
+        answered (scored, or refused with an error other than NOT_FOUND: no prior for the tag).
+
+        A sensor its own model scored is forgotten by the normaliser (its model was promoted)."""
+        unknown = np.zeros(len(batch), bool)
+        for i, call in enumerate(calls):
+            ans = answers[i]
+            if isinstance(ans, grpc.RpcError):
+                unknown[call.rows] = ans.code() == grpc.StatusCode.NOT_FOUND
+            elif "known" in ans.extra:
+                unknown[call.rows] = ~np.asarray(ans.extra["known"], bool)
+        if len(self.normaliser):
+            self.normaliser.forget({batch.sensors[r] for r in np.flatnonzero(~unknown).tolist()})
+        rows = np.flatnonzero(unknown)
+        if rows.size == 0:
+            return unknown
+        sensors = [batch.sensors[r] for r in rows.tolist()]
+        Z = self.normaliser.normalise(sensors, batch.features[rows])
+        by: dict[str, list[int]] = {}
+        for k, s in enumerate(sensors):
+            by.setdefault(prior_model_name(tag_of(s)), []).append(k)
+        size = self.settings.job.score_batch_size
+        extra = [
+            _Call(name, rows[ks[a : a + size]], features=Z[ks[a : a + size]], prior=True)
+            for name, ks in by.items()
+            for a in range(0, len(ks), size)
+        ]
+        got = self._run(extra, batch)
+        covered = np.zeros(len(batch), bool)
+        for k, call in enumerate(extra):
+            answers[len(calls) + k] = got[k]
+            if not isinstance(got[k], grpc.RpcError) or got[k].code() != grpc.StatusCode.NOT_FOUND:
+                covered[call.rows] = True
+        calls.extend(extra)
+        self.normaliser.forget({sensors[k] for k in np.flatnonzero(~covered[rows]).tolist()})  # no prior: no state
+        return covered
 
     @staticmethod
     def _window_scores(batch: Batch, scored: list[tuple[_Call, ScoreResult, np.ndarray]]) -> bytes | None:
@@ -301,6 +359,7 @@ class BatchScorer:
                         "feature": feature,
                         "hint": hint,
                         "anomaly": np.asarray(ans.is_anomaly, np.int8)[ok],
+                        "prior": np.full(n, int(call.prior), np.int8),
                     },
                 )
             )

@@ -10,6 +10,7 @@ import typing
 
 from pydantic import BaseModel
 
+from sensorwatch.core.contracts import SCORED
 from sensorwatch.core.incidents import explanation_phrase
 
 
@@ -44,11 +45,12 @@ def incident_line(rec: dict) -> str:
 def record_line(rec: dict) -> str:
     """One output record as a line: ``sensor window to HH:MM:SS: score > threshold (model vN)``."""
     t = time.strftime("%H:%M:%S", time.gmtime(rec["window_end"] / 1000))
-    if rec.get("status", "scored") != "scored":
-        return f"{rec['sensor']} window to {t}: {rec['status']} ({rec.get('model_name')})"
+    status = rec.get("status", "scored")
+    if status not in SCORED:
+        return f"{rec['sensor']} window to {t}: {status} ({rec.get('model_name')})"
     return (
         f"{rec['sensor']} window to {t}: score {rec['score']:.2f} > threshold {rec['threshold']:.2f} "
-        f"({rec['model_name']} v{rec['model_version']})"
+        f"({rec['model_name']} v{rec['model_version']}{', fleet prior' if status == 'prior' else ''})"
     )
 
 

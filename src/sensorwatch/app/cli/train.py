@@ -56,7 +56,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     result = summary(
         train_fleet(
-            series, settings, labels=labels, force=args.force, progress=not args.quiet, granularity=args.granularity
+            series,
+            settings,
+            labels=labels,
+            force=args.force,
+            progress=not args.quiet,
+            granularity=args.granularity,
+            priors=args.sensors is None,  # a tag's prior learns from the whole fleet, not a selection
         )
     )
     print_json(result)
@@ -71,7 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'kafka' (the aggregates topic), 'simulate' (the configured fleet's history) or CSV/Parquet "
         "files, comma-separated",
     )
-    s.add_argument("--sensors", default=None, help="shell-style selector(s), e.g. 'dev-00*/temperature,dev-01*/*'")
+    s.add_argument(
+        "--sensors",
+        default=None,
+        help="shell-style selector(s), e.g. 'dev-00*/temperature,dev-01*/*' (the fleet priors are trained "
+        "only without a selector: on the whole fleet)",
+    )
     s.add_argument("--from", dest="ts_from", type=int, default=None, help="window ends from this epoch ms")
     s.add_argument("--to", dest="ts_to", type=int, default=None, help="window ends before this epoch ms")
     s.add_argument("--kind", choices=choices(TrainingConfig, "kind"), default=None)

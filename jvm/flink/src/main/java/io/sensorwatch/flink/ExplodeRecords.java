@@ -63,7 +63,7 @@ public class ExplodeRecords extends TableFunction<Row> {
         try (JsonGenerator g = JSON.createGenerator(out)) {
             g.writeStartObject();
             g.writeStringField("key", key);
-            g.writeStringField("status", "scored");
+            g.writeStringField("status", r.prior[i] != 0 ? "prior" : "scored");
             g.writeStringField("granularity", "sensor");
             g.writeStringField("sensor", sensor);
             g.writeStringField("device", sensor.substring(0, slash));

@@ -14,7 +14,8 @@ import java.nio.charset.StandardCharsets;
  *   int32 row[n]                 the window's row in the batch the scorer read
  *   int64 end[n], int64 closed[n], int64 version[n]
  *   float64 score[n], threshold[n], seed_n[n], seed_mean[n], seed_var[n]
- *   int8 top_step[n], int8 top_feature[n], int8 hint[n], int8 anomaly[n]
+ *   int8 top_step[n], int8 top_feature[n], int8 hint[n], int8 anomaly[n], int8 prior[n]
+ *                                (prior: 1 where a fleet prior scored the window, the sensor having no model)
  *   float64 per_step_error[n*E]  (NaN first: that window's model gave none)
  *   UTF-8 lines "sensor\tmodel\tdrivers" joined by '\n' (drivers: a device model's
  *   "tag:share,..." of the tags that drove the score; empty for a sensor model)
@@ -40,6 +41,7 @@ final class ScoreRows {
     final byte[] topFeature;
     final byte[] hint;
     final byte[] anomaly;
+    final byte[] prior;
     final double[] perStepError;
     final String[] sensor;
     final String[] model;
@@ -61,6 +63,7 @@ final class ScoreRows {
         topFeature = new byte[n];
         hint = new byte[n];
         anomaly = new byte[n];
+        prior = new byte[n];
         perStepError = new double[n * e];
         sensor = new String[n];
         model = new String[n];
@@ -74,7 +77,7 @@ final class ScoreRows {
         ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.LITTLE_ENDIAN);
         int n = b.getInt();
         int e = b.getInt();
-        long fixed = 8L + (long) n * (4 + 3 * 8 + 5 * 8 + 4) + 8L * n * e;
+        long fixed = 8L + (long) n * (4 + 3 * 8 + 5 * 8 + 5) + 8L * n * e;
         if (n < 0 || e < 0 || buf.length < fixed) {
             throw new IllegalArgumentException(
                     "score batch of " + buf.length + " bytes cannot hold " + n + " windows of " + e + " errors");
@@ -93,7 +96,7 @@ final class ScoreRows {
                 col[i] = b.getDouble();
             }
         }
-        for (byte[] col : new byte[][] {r.topStep, r.topFeature, r.hint, r.anomaly}) {
+        for (byte[] col : new byte[][] {r.topStep, r.topFeature, r.hint, r.anomaly, r.prior}) {
             b.get(col);
         }
         for (int i = 0; i < n * e; i++) {
