@@ -29,7 +29,18 @@ def _scenario() -> dict[str, list[dict]]:
     rng = np.random.default_rng(7)
     out: dict[str, list[dict]] = {}
 
-    def add(sensor, scores, *, version=1, seed=(float("nan"),) * 3, threshold=3.0, skip_at=None, skip=0, device=False):
+    def add(
+        sensor,
+        scores,
+        *,
+        version=1,
+        seed=(float("nan"),) * 3,
+        threshold=3.0,
+        skip_at=None,
+        skip=0,
+        device=False,
+        model=None,
+    ):
         rows, t = [], T0
         for i, sc in enumerate(scores):
             if skip_at is not None and i == skip_at:
@@ -38,11 +49,12 @@ def _scenario() -> dict[str, list[dict]]:
             rows.append(
                 dict(
                     sensor=sensor,
+                    model=model(i) if callable(model) else f"m-{sensor}",
+                    seed_of=seed(i) if callable(seed) else seed,
                     end=t,
                     score=float(sc),
                     threshold=threshold,
                     version=v,
-                    seed=seed,
                     why=Explanation(i % 16, -1, 0, f"speed:{0.5 + i % 7 / 20:.3f},flow:0.100")
                     if device
                     else Explanation(i % 16, i % 3, i % len(HINTS)),
@@ -69,6 +81,15 @@ def _scenario() -> dict[str, list[dict]]:
         skip_at=503,
         skip=100,
     )
+    # a new sensor scored by its tag's fleet prior (scores near 1), then by its own model, also
+    # version 1, whose scores live near 10: the model changed, so the history starts again
+    add(
+        "dev-e/level",
+        np.r_[rng.normal(1, 0.1, 300), rng.normal(10, 1.0, 200)],
+        model=lambda i: "_prior~level" if i < 300 else "m-dev-e/level",
+        seed=lambda i: (400.0, 1.0, 0.01) if i < 300 else (400.0, 10.0, 1.0),
+        threshold=30.0,
+    )
     # a device model's windows: the explanation names the tags that drove the score
     add(
         "pump-d",
@@ -86,7 +107,13 @@ def _reference(s: Settings, scenario: dict[str, list[dict]]) -> list[dict]:
         tr = IncidentTracker(rules, W)
         for r in rows:
             for e in tr.step(
-                r["end"], r["score"], r["threshold"], version=r["version"], seed=r["seed"], explanation=r["why"]
+                r["end"],
+                r["score"],
+                r["threshold"],
+                version=r["version"],
+                seed=r["seed_of"],
+                explanation=r["why"],
+                model=r["model"],
             ):
                 out.append(
                     dict(
@@ -132,7 +159,7 @@ def _batches(scenario: dict[str, list[dict]]) -> list[bytes]:
             "version": [r["version"] for r in rows],
             "score": [r["score"] for r in rows],
             "threshold": [r["threshold"] for r in rows],
-            **{k: [r["seed"][i] for r in rows] for i, k in enumerate(("seed_n", "seed_mean", "seed_var"))},
+            **{k: [r["seed_of"][i] for r in rows] for i, k in enumerate(("seed_n", "seed_mean", "seed_var"))},
             "step": [r["why"].step for r in rows],
             "feature": [r["why"].feature for r in rows],
             "hint": [r["why"].hint for r in rows],
@@ -140,7 +167,7 @@ def _batches(scenario: dict[str, list[dict]]) -> list[bytes]:
         }
         drivers = [r["why"].drivers or "" for r in rows]
         batches.append(
-            encode_scores(ScoreBatch([r["sensor"] for r in rows], ["m-" + r["sensor"] for r in rows], cols, drivers))
+            encode_scores(ScoreBatch([r["sensor"] for r in rows], [r["model"] for r in rows], cols, drivers))
         )
     return batches
 
@@ -195,7 +222,13 @@ def test_the_jvm_incident_stage_matches_the_reference(stage):
                 assert math.isclose(g[field], value, rel_tol=1e-12), (field, g, w)
             else:
                 assert g[field] == value, (field, g, w)
-        assert g["model_name"] == "m-" + g["sensor"] and g["device"] == g["sensor"].split("/")[0]
+        assert g["model_name"] in ("m-" + g["sensor"], "_prior~level") and g["device"] == g["sensor"].split("/")[0]
+    # the fleet prior's scores near 1, then the sensor's own near 10: another model, no incident
+    assert not [r for r in want if r["incident_id"].startswith("dev-e/level@")]
+    stale = IncidentTracker(Settings().job.incidents, W)  # what keying on the version alone would do
+    rows = _scenario()["dev-e/level"]
+    events = [e for r in rows for e in stale.step(r["end"], r["score"], r["threshold"], version=1, seed=r["seed_of"])]
+    assert any(e.event == "opened" and not e.learning for e in events), "the scenario must need the reseed"
 
 
 def test_a_new_sensor_in_its_learning_period_raises_no_alert(stage):

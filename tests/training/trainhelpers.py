@@ -21,7 +21,7 @@ def train_settings(
             "training": t,
             "serving": {"model_base_path": str(tmp / "models"), "layout": layout, "packed_groups": 2},
             # these tests look at the sensors' and devices' models; the fleet priors have theirs
-            # (tests/training/test_prior.py, test_lifecycle.py, tests/udfs/test_scoring.py)
+            # (tests/training/test_prior_training.py, test_lifecycle.py, tests/udfs/test_scoring.py)
             "prior": {"enabled": prior},
         },
     )

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from sensorwatch.core.config import IncidentsConfig
 from sensorwatch.core.contracts import SCORED
+from sensorwatch.core.prior import tag_of
 
 #: The fields of an incident record on the incidents topic (``TrackIncidents`` writes them):
 #: ``end``, ``duration_ms`` and ``closed_by`` are null on an ``opened`` record.
@@ -220,6 +221,8 @@ class IncidentTracker:
     window_ms: int = 1
     calibrator: Calibrator | None = None
     version: int | None = None
+    model: str | None = None
+    """the model whose scores the calibration holds (a new sensor's fleet prior, then its own)"""
     last_end: int = 0
     count: int = 0
     open: bool = False
@@ -249,17 +252,19 @@ class IncidentTracker:
         version: int = 0,
         seed: tuple[float, float, float] | None = None,
         explanation: Explanation = Explanation(),
+        model: str | None = None,
     ) -> list[IncidentEvent]:
-        """Feed one scored window of model ``version`` (whose validation statistics are ``seed``);
-        the events it causes, in order."""
+        """Feed one scored window of ``model`` ``version`` (whose validation statistics are
+        ``seed``); the events it causes, in order. Another model or version starts the
+        calibration again from its seed."""
         events = []
         silence = self.rules.silence_windows * self.window_ms
         if self.open and self.last_end > 0 and window_end - self.last_end > silence:
             self.open = False
             events.append(self._event("closed", self.last_end, "silence"))
-        if self.version is None or self.version != version:
+        if self.version is None or self.version != version or self.model != model:
             self.calibrator.reseed(seed)
-            self.version = version
+            self.version, self.model = version, model
         self.last_end = window_end
         learning = self.calibrator.learning
         tail = self.calibrator.update(score)
@@ -336,7 +341,8 @@ def reference_openings(
     rules: IncidentRules, window_ms: int, records, seeds: dict[str, tuple[float, float, float]]
 ) -> dict[str, set[tuple[int, bool]]]:
     """Sensor -> ``(start, learning)`` of every incident these rules open over ``records``, a
-    job's own per-window score records (status ``scored`` or ``prior``), each sensor's in event-time order.
+    job's own per-window score records (status ``scored``, or ``prior``: a fleet prior's
+    seed is ``seeds["*/<tag>"]``), each sensor's in event-time order.
 
     The job's incident stage runs the same rules in Flink state; a test (or a benchmark) that
     compares its opened incidents with these checks that state, whatever happened to it on the
@@ -356,7 +362,8 @@ def reference_openings(
                 float(r["score"]),
                 float(r["threshold"]),
                 version=r["model_version"],
-                seed=seeds.get(sensor),
+                model=r.get("model_name"),
+                seed=seeds.get(f"*/{tag_of(sensor)}" if r.get("status") == "prior" else sensor),
             )
             opened |= {(e.start, e.learning) for e in events if e.event == "opened"}
     return out

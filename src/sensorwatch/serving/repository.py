@@ -271,7 +271,8 @@ def read_report(version_dir: Path) -> dict | None:
 def incident_seeds(model_base_path: Path) -> dict[str, tuple[float, float, float]]:
     """Sensor -> its model's incident seed (count, mean, variance of its validation scores),
     from the reports of every version in the repository: what the job's incident stage starts
-    each sensor's calibration from, for a reference run of the same rules."""
+    each sensor's calibration from, for a reference run of the same rules. A fleet prior's is
+    under ``*/<tag>`` (its report's one entry)."""
     out = {}
     for version in Path(model_base_path).glob("*/*/"):
         for sensor, r in (read_report(version) or {"sensors": {}})["sensors"].items():

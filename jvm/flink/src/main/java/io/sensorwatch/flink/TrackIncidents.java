@@ -45,6 +45,8 @@ public class TrackIncidents extends ProcessTableFunction<Row> {
         public int recentLen;
         public int recentPos;
         public Long version;
+        /** The model whose scores the calibration holds (a fleet prior's, then the sensor's own). */
+        public String scoredBy;
         public long lastEnd;
         // incident
         public long count;
@@ -95,10 +97,13 @@ public class TrackIncidents extends ProcessTableFunction<Row> {
             st.open = false;
             emit(sensor, "closed", "silence", st.lastEnd, in, st, windowMs, seqLen, features, hints);
         }
-        if (st.version == null || st.version != version) {
-            // another model: its scores live on another scale, so the history starts again from its seed
+        String model = in.getFieldAs("model");
+        if (st.version == null || st.version != version || !java.util.Objects.equals(st.scoredBy, model)) {
+            // another model or version (a new sensor's own model after its fleet prior): its scores
+            // live on another scale, so the history starts again from its seed
             reseed(st, in.getFieldAs("seed_n"), in.getFieldAs("seed_mean"), in.getFieldAs("seed_var"));
             st.version = version;
+            st.scoredBy = model;
         }
         st.lastEnd = end;
         boolean isLearning = st.n < learning;
