@@ -8,6 +8,7 @@ summary is computed once the job's output is complete: every reading sent is acc
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import threading
@@ -60,12 +61,15 @@ def scored_by(outputs: dict[str, list[dict]]) -> dict[str, list[str]]:
 
 
 def demo_settings(settings: Settings, duration_s: float, speed: float) -> Settings:
-    """The demo's own stack on free ports in a fresh work folder: a mixed fleet, packed models.
+    """The demo's own stack on free ports in a fresh work folder: a mixed fleet, one model each.
 
     30 sensors (10 devices x 3 tags), and 4 pumps whose 4 related tags are scored by one device
     model each (``serving.device_models``), side by side in one job. Every plain sensor but the
     newest device's (:data:`NEW_DEVICE`) has a model of its own; that one's tags are scored
-    by their fleet priors."""
+    by their fleet priors until the lifecycle (:class:`DemoLifecycle`) has trained and promoted
+    their own models. One model per sensor (the per-sensor layout): a new sensor's first
+    version is then its own, not a retrain of a packed group whose other members' history
+    (two hours, trained offline) the aggregates topic does not hold."""
     s = settings.model_copy(deep=True)
     work = Path(s.stack.work_dir) / "demo"
     s.stack.work_dir = work
@@ -73,7 +77,7 @@ def demo_settings(settings: Settings, duration_s: float, speed: float) -> Settin
     port = free_port()
     s.serving.port, s.serving.target = port, f"127.0.0.1:{port}"
     s.serving.model_base_path = work / "models"
-    s.serving.layout = "packed"  # 30 sensors, one Predict per packed model and window end
+    s.serving.layout = "per-sensor"
     s.serving.poll_wait_s = 0.5
     s.job.emit_scores = True  # every window gets a record, so the demo knows when the output is complete
     sim = s.simulator
@@ -83,9 +87,67 @@ def demo_settings(settings: Settings, duration_s: float, speed: float) -> Settin
     sim.pumps, sim.relation_faults_per_hour = 4, 2.0
     s.serving.device_models = "pump-*"
     s.training.epochs, s.training.plots = 20, False
+    lc = s.lifecycle
+    lc.new_sensor_windows, lc.holdout_s = 150, 150.0  # 12.5 minutes of event time, the last 2.5 judged on
+    # the lifecycle's triggers but one: a lasting change would retrain a sensor on the minutes of
+    # history the demo's aggregates topic holds (the two hours its model learnt from were offline)
+    lc.lasting_change_windows = 10**6
     s.dashboard.port = 0
     s.alerting.group_id = f"sensorwatch-demo-{port}"
     return s
+
+
+class DemoLifecycle(threading.Thread):
+    """``sensorwatch lifecycle`` as the demo runs it, beside the stream: every 2 s of wall time
+    one pass (:func:`~sensorwatch.training.lifecycle.cycle_once`) at the stream's event time,
+    until :data:`NEW_DEVICE`'s sensors each have a verdict. The schedule is marked as run at the
+    fleet's start, so only the new-sensor trigger acts in 30 minutes (see :func:`demo_settings`)."""
+
+    def __init__(self, s: Settings, fleet: Any, console: Console):
+        super().__init__(name="demo-lifecycle", daemon=True)
+        from sensorwatch.training.lifecycle import Ledger
+
+        self.s = s.model_copy(deep=True)
+        self.s.training.workers = 1  # in this thread: the job and the stream keep the other core
+        self.fleet, self.console = fleet, console
+        self.stop = threading.Event()
+        self.verdicts: list[dict] = []
+        self.error: BaseException | None = None
+        self.t0 = time.monotonic()
+        ledger = Ledger(self.s)
+        ledger.state["last_schedule_ms"] = fleet.start_ms
+        ledger.save()
+
+    def event_now_ms(self) -> int:
+        """The stream's event time now (the fleet is paced at ``simulator.speed``)."""
+        sim = self.s.simulator
+        return min(self.fleet.end_ms, self.fleet.start_ms + int((time.monotonic() - self.t0) * sim.speed * 1000))
+
+    def run(self) -> None:
+        from sensorwatch.serving.client import ScoringClient
+        from sensorwatch.training.lifecycle import cycle_once
+
+        want = {x for x in self.fleet.sensors if x.startswith(NEW_DEVICE + "/")}
+        client = ScoringClient(self.s.serving)
+        try:
+            while not self.stop.wait(2.0) and not want <= self.judged():
+                for v in cycle_once(self.s, client, now_ms=self.event_now_ms()):
+                    self.verdicts.append(v)
+                    self.console.print(
+                        f"    [cyan]lifecycle: {v['model']} v{v['challenger']} {v['stage']}[/] "
+                        f"({'; '.join(v['why'])}): {v['reason']}",
+                        soft_wrap=True,
+                    )
+        except Exception as exc:  # reported in the summary; the demo goes on without it
+            logging.getLogger("sensorwatch.demo").exception("the demo's lifecycle stopped")
+            self.error = exc
+        finally:
+            client.close()
+
+    def judged(self) -> set[str]:
+        from sensorwatch.core.windows import sensor_of_model
+
+        return {sensor_of_model(v["model"]) for v in self.verdicts}
 
 
 @dataclass
@@ -194,6 +256,8 @@ def run_demo(
 
         tailer = threading.Thread(target=follow, daemon=True)
         tailer.start()
+        lifecycle = DemoLifecycle(s, fleet, console)
+        lifecycle.start()
         stats = simulate(sim, s.kafka, fleet=fleet)
         # closes the fleet's last windows; the flush readings' own window stays open, so the
         # ledger owes only the fleet's readings
@@ -204,6 +268,13 @@ def run_demo(
         incidents = ledger.read_incidents()
         stop.set()
         tailer.join(10)
+        lifecycle.stop.set()
+        lifecycle.join(120)
+        promoted = [v for v in lifecycle.verdicts if v["stage"] == "stable"]
+        console.print(
+            f"    lifecycle: {len(promoted)} of {len(lifecycle.verdicts)} new version(s) promoted"
+            + (f"; it stopped: {lifecycle.error!r}" if lifecycle.error else "")
+        )
         missing = ledger.missing()
         complete = not missing and ledger.readings_accounted() >= stats.readings
         if not complete:
