@@ -192,10 +192,12 @@ class ModelRepository:
         self.write_config(list(entries.values()))
         return entry
 
-    def served_version(self, name: str) -> int | None:
+    def served_version(self, name: str, entry: ModelEntry | None = None) -> int | None:
         """The version models.config has the server answer with when a request names none: the
-        newest its policy keeps on disk."""
-        entry = next((e for e in self.read_config() if e.name == name), None)
+        newest its policy keeps on disk. ``entry``: the model's models.config entry, when the
+        caller has read the file already (one read for a thousand models, not a thousand)."""
+        if entry is None:
+            entry = next((e for e in self.read_config() if e.name == name), None)
         on_disk = self.versions(name)
         if entry is None or not on_disk:
             return None

@@ -27,6 +27,7 @@ an operator's request (``sensorwatch lifecycle --once --sensors ...``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -123,17 +124,28 @@ class Ledger:
         tmp.replace(self.path)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _report_sensors(version_dir: str, _mtime_ns: int) -> frozenset[str]:
+    """The sensors a published version's report names; a version folder does not change once
+    published, so each is read once (the folder's mtime in the key: a number published again)."""
+    from sensorwatch.serving.repository import read_report
+
+    return frozenset((read_report(Path(version_dir)) or {}).get("sensors", {}))
+
+
 def _known_sensors(settings: Settings) -> set[str]:
-    """Sensors some served version holds (its report names them)."""
-    from sensorwatch.serving.repository import ModelRepository, read_report
+    """Sensors some served version holds (its report names them): models.config read once, each
+    version's report once per process (checked every ``check_s``, for every model)."""
+    from sensorwatch.serving.repository import ModelRepository
 
     sv = settings.serving
     repo = ModelRepository(sv.model_base_path, sv.model_config_file)
     known: set[str] = set()
     for e in repo.read_config():
-        v = repo.served_version(e.name)
+        v = repo.served_version(e.name, e)
         if v is not None:
-            known |= set((read_report(repo.model_dir(e.name) / str(v)) or {}).get("sensors", {}))
+            d = repo.model_dir(e.name) / str(v)
+            known |= _report_sensors(str(d), d.stat().st_mtime_ns)
     return known
 
 
