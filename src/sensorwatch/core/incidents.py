@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 from sensorwatch.core.config import IncidentsConfig
 from sensorwatch.core.contracts import SCORED
-from sensorwatch.core.prior import tag_of
+from sensorwatch.core.prior import prior_sensor, tag_of
 
 #: The fields of an incident record on the incidents topic (``TrackIncidents`` writes them):
 #: ``end``, ``duration_ms`` and ``closed_by`` are null on an ``opened`` record.
@@ -363,7 +363,7 @@ def reference_openings(
                 float(r["threshold"]),
                 version=r["model_version"],
                 model=r.get("model_name"),
-                seed=seeds.get(f"*/{tag_of(sensor)}" if r.get("status") == "prior" else sensor),
+                seed=seeds.get(prior_sensor(tag_of(sensor)) if r.get("status") == "prior" else sensor),
             )
             opened |= {(e.start, e.learning) for e in events if e.event == "opened"}
     return out

@@ -53,8 +53,15 @@ def tag_of(sensor: str) -> str:
     return sensor.rpartition("/")[2]
 
 
-def is_prior_model(name: str) -> bool:
-    return name.startswith(PRIOR_PREFIX)
+def prior_sensor(tag: str) -> str:
+    """What a tag's prior is called where a sensor's name goes: its training report's entry
+    (and so its incident seed, :func:`sensorwatch.serving.repository.incident_seeds`) and its
+    training outcome. Never a real sensor: ``*`` is not an id character.
+
+    >>> prior_sensor("temperature")
+    '*/temperature'
+    """
+    return f"*/{tag}"
 
 
 def _window_sums(X: np.ndarray) -> np.ndarray:

@@ -25,10 +25,10 @@ import time
 import numpy as np
 
 from sensorwatch.core.config import Settings
-from sensorwatch.core.prior import normalise_series, prior_model_name, tag_of
+from sensorwatch.core.prior import normalise_series, prior_model_name, prior_sensor, tag_of
 from sensorwatch.core.windows import SensorSeries, device_of, matches, sequences
 from sensorwatch.training.fit import Prepared, fit_calibrated, labelled_windows, split
-from sensorwatch.training.trainer import Outcome, fingerprint
+from sensorwatch.training.trainer import Outcome, fingerprint, fit_report, report_base
 
 log = logging.getLogger("sensorwatch.training.prior")
 
@@ -107,12 +107,12 @@ def train_priors(
             and versions
             and (read_report(repo.model_dir(name) / str(versions[-1])) or {}).get("fingerprint") == fp
         ):
-            out.append(Outcome(f"*/{tag}", name, "skipped", detail="up to date", prior=True))
+            out.append(Outcome(prior_sensor(tag), name, "skipped", detail="up to date", prior=True))
             continue
         d = prepare_prior([series[s] for s in sensors], settings, labels)
         if len(d.train) < tc.min_windows or len(d.val) == 0:
             out.append(
-                Outcome(f"*/{tag}", name, "failed", detail=f"{len(d.train)} pooled training windows", prior=True)
+                Outcome(prior_sensor(tag), name, "failed", detail=f"{len(d.train)} pooled training windows", prior=True)
             )
             continue
         todo.append((tag, sensors, fp, d))
@@ -128,7 +128,7 @@ def train_priors(
     except (TrainingError, ValueError, ArithmeticError) as exc:
         log.error("fleet priors of %d tag(s) not trained: %s", len(todo), exc)
         return out + [
-            Outcome(f"*/{t}", prior_model_name(t), "failed", detail=f"{type(exc).__name__}: {exc}", prior=True)
+            Outcome(prior_sensor(t), prior_model_name(t), "failed", detail=f"{type(exc).__name__}: {exc}", prior=True)
             for t, *_ in todo
         ]
     wall = time.time() - t0
@@ -136,40 +136,20 @@ def train_priors(
     for g, (tag, sensors, fp, d) in enumerate(todo):
         name = prior_model_name(tag)
         if cal.errors[g]:
-            out.append(Outcome(f"*/{tag}", name, "failed", detail=f"calibration refused: {cal.errors[g]}", prior=True))
+            out.append(
+                Outcome(prior_sensor(tag), name, "failed", detail=f"calibration refused: {cal.errors[g]}", prior=True)
+            )
             continue
-        scores, thr = cal.val_scores[g], cal.thresholds[g]
+        thr = cal.thresholds[g]
         report = {
-            "kind": tc.kind,
-            "features": list(cal.detector.features),
-            "seq_len": jc.seq_len,
-            "slide": jc.slide,
-            "window_ms": int(jc.window_s * 1000),
-            "training": tc.model_dump(mode="json"),
-            "created_ms": int(time.time() * 1000),
+            **report_base(settings, cal.detector.features),
             "layout": "prior",
             "model": name,
             "tag": tag,
             "trained_on": sensors,
             "wall_s": wall / len(todo),
             "fingerprint": fp,
-            "sensors": {
-                f"*/{tag}": {
-                    "granularity": "prior",
-                    "windows_train": int(d.train.shape[0]),
-                    "windows_val": int(d.val.shape[0]),
-                    "loss_curve": cal.curves[g],
-                    "threshold": float(thr),
-                    "threshold_rule": cal.rules[g].describe(),
-                    "val_score_quantiles": {
-                        str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.99, 0.995, 1.0)
-                    },
-                    "incident_seed": dict(
-                        zip(("count", "mean", "variance"), cal.detector.calibration.numpy()[g].tolist())
-                    ),
-                    "fingerprint": fp,
-                }
-            },
+            "sensors": {prior_sensor(tag): {"granularity": "prior", **fit_report(cal, g, d), "fingerprint": fp}},
         }
         one = cal.detector.subset(g)
         version = repo.publish(
@@ -179,7 +159,9 @@ def train_priors(
             ),
         )
         published.append(name)
-        out.append(Outcome(f"*/{tag}", name, "trained", version, windows=d.windows, threshold=float(thr), prior=True))
+        out.append(
+            Outcome(prior_sensor(tag), name, "trained", version, windows=d.windows, threshold=float(thr), prior=True)
+        )
         log.info("fleet prior %s v%d trained on %d sensor(s), threshold %.4g", name, version, len(sensors), thr)
     repo.register_many(published)
     return out

@@ -229,34 +229,19 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
             "data_from": int(m.series.window_end[0]),
             "data_to": int(m.series.window_end[-1]),
             "aggregates": len(m.series),
-            "windows_train": int(d.train.shape[0]),
-            "windows_val": int(d.val.shape[0]),
-            "loss_curve": cal.curves[g],
-            "threshold": float(thr),
-            "threshold_rule": rule.describe(),
-            "threshold_fit": rule.to_dict(),
-            "val_score_quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.99, 0.995, 1.0)},
+            **fit_report(cal, g, d),
             **(
                 {"granularity": "device", "tags": list(m.series.tags), "features_used": _device_roles(det, g, m)}
                 if devices
                 else {"granularity": "sensor", "features_used": det.used_features(g)}
             ),
-            "incident_seed": dict(zip(("count", "mean", "variance"), det.calibration.numpy()[g].tolist())),
             "windows_excluded": d.excluded,
             **({"false_positive_rule": cal.false_positive_rules[g]} if cal.false_positive_rules[g] else {}),
             "fingerprint": m.fingerprint,
         }
 
     repo = ModelRepository(chunk.repo_base)
-    base = {
-        "kind": tc.kind,
-        "features": list(det.features),  # of each tag, for a device model
-        "seq_len": S,
-        "slide": jc.slide,
-        "window_ms": window_ms,
-        "training": tc.model_dump(mode="json"),
-        "created_ms": int(time.time() * 1000),
-    }
+    base = report_base(settings, det.features)
     wall = time.time() - t0
     if chunk.packed_name:
         sensors = [m.sensor for m, _ in ready]
@@ -312,6 +297,38 @@ def run_chunk(chunk: Chunk) -> list[Outcome]:
         )
         outcomes.append(_trained(m, d, version, thresholds[g]))
     return outcomes
+
+
+def report_base(settings: Settings, features) -> dict:
+    """What every published version's report starts with (a sensor model's, a device model's,
+    a fleet prior's): the detector, its features (of each tag, for a device model), the windows
+    it reads and the training settings."""
+    jc = settings.job
+    return {
+        "kind": settings.training.kind,
+        "features": list(features),
+        "seq_len": jc.seq_len,
+        "slide": jc.slide,
+        "window_ms": int(jc.window_s * 1000),
+        "training": settings.training.model_dump(mode="json"),
+        "created_ms": int(time.time() * 1000),
+    }
+
+
+def fit_report(cal, g: int, d: Prepared) -> dict:
+    """Group ``g``'s fit and calibration (``cal`` a :class:`~sensorwatch.training.fit.Calibrated`),
+    as its entry in a version's report holds them."""
+    scores, rule = cal.val_scores[g], cal.rules[g]
+    return {
+        "windows_train": int(d.train.shape[0]),
+        "windows_val": int(d.val.shape[0]),
+        "loss_curve": cal.curves[g],
+        "threshold": float(cal.thresholds[g]),
+        "threshold_rule": rule.describe(),
+        "threshold_fit": rule.to_dict(),
+        "val_score_quantiles": {str(q): float(np.quantile(scores, q)) for q in (0.5, 0.9, 0.99, 0.995, 1.0)},
+        "incident_seed": dict(zip(("count", "mean", "variance"), cal.detector.calibration.numpy()[g].tolist())),
+    }
 
 
 def _warmup(m: Member, d: Prepared, features: tuple[str, ...]) -> np.ndarray:
