@@ -25,18 +25,31 @@ by default ``../shared/datasets/nab-dev``), with the configuration's defaults th
 6. **Scoring.** The project's NAB scorer (:mod:`sensorwatch.app.nab`), per category and in
    total; the last line is one JSON object.
 
-No setting is chosen per series or from labels. ``--series N`` or ``--names`` replay a part
-(the test suite's slice). The JSON line's ``reference_mismatches`` counts incidents on which the
-job and the reference rules, run over the job's own raw scores, disagree.
+No setting is chosen per series or from labels. ``--series N``, ``--every K`` or ``--names``
+replay a part (the test suite's slice). The JSON line's ``reference_mismatches`` counts
+incidents on which the job and the reference rules, run over the job's own raw scores,
+disagree (each model version's records from that version's seed).
 
-    .venv/bin/python bench/nab.py [--corpus DIR] [--out DIR] [--series N]
+**With the lifecycle on** (``--lifecycle``), causal: the replay goes in steps of ``--step-s``
+of event time (a day). After each step every partition's watermark is moved to the step's end,
+the job's output is read until it has caught up, and one pass of ``sensorwatch lifecycle``
+runs at the step's end: it trains only on the aggregates, incidents and labels the job has
+written so far, and what it promotes scores the next step. Its settings are the defaults kept
+in windows (:func:`lifecycle_settings`). Beside it, a child process replays the same series
+with the same trained models and no lifecycle (its own broker, server and job), so one run
+prints both figures; the JSON line holds the lifecycle's, the twin's under ``static``, and
+``standard_gain``.
+
+    .venv/bin/python bench/nab.py [--corpus DIR] [--out DIR] [--series N | --every K] [--lifecycle]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +61,7 @@ from sensorwatch.app import local
 from sensorwatch.app.ledger import Ledger
 from sensorwatch.app.nab import Corpus, Series, print_table, result, sensor_of, write_results
 from sensorwatch.core.config import Settings
-from sensorwatch.core.incidents import IncidentRules, IncidentTracker
+from sensorwatch.core.incidents import reference_steps
 from sensorwatch.core.kafka import librdkafka_options
 from sensorwatch.core.paths import shared_dir
 from sensorwatch.core.windows import aggregate_readings
@@ -89,15 +102,19 @@ def train(s: Settings, series: list[Series]) -> dict:
     return summary(train_fleet(history, s, progress=False, plots=False))
 
 
-def replay(s: Settings, series: list[Series]) -> int:
-    """Every row as a reading, in timestamp order, the record time its own; returns the count."""
-    from confluent_kafka import Producer
-
+def _rows(series: list[Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
+    """Every row of every series in timestamp order: (ts, value, series index, [device, tag] per series)."""
     ts = np.concatenate([x.ts for x in series])
     val = np.concatenate([x.values for x in series])
     who = np.concatenate([np.full(len(x.ts), k) for k, x in enumerate(series)])
     order = np.argsort(ts, kind="stable")
-    devices = [sensor_of(x.name).split("/") for x in series]
+    return ts[order], val[order], who[order], [sensor_of(x.name).split("/") for x in series]
+
+
+def _produce(s: Settings, ts: np.ndarray, val: np.ndarray, who: np.ndarray, devices: list[list[str]]) -> int:
+    """These rows as readings, the record time each row's own; returns the count."""
+    from confluent_kafka import Producer
+
     prod = Producer(librdkafka_options(s.kafka, "producer"))
     failures: list[str] = []
 
@@ -106,12 +123,12 @@ def replay(s: Settings, series: list[Series]) -> int:
             failures.append(str(err))
 
     topic = s.kafka.topics.readings
-    for i in order.tolist():
-        device, tag = devices[who[i]]
-        payload = json.dumps({"device": device, "tag": tag, "ts": int(ts[i]), "value": float(val[i])})
+    for t_ms, v, k in zip(ts.tolist(), val.tolist(), who.tolist()):
+        device, tag = devices[k]
+        payload = json.dumps({"device": device, "tag": tag, "ts": int(t_ms), "value": float(v)})
         while True:
             try:
-                prod.produce(topic, payload.encode(), device.encode(), timestamp=int(ts[i]), on_delivery=on_delivery)
+                prod.produce(topic, payload.encode(), device.encode(), timestamp=int(t_ms), on_delivery=on_delivery)
                 break
             except BufferError:
                 prod.poll(0.05)
@@ -121,57 +138,143 @@ def replay(s: Settings, series: list[Series]) -> int:
     return int(ts.size)
 
 
+def replay(s: Settings, series: list[Series]) -> int:
+    """Every row as a reading, in timestamp order, the record time its own; returns the count."""
+    return _produce(s, *_rows(series))
+
+
+def lifecycle_settings(s: Settings, work: Path) -> Settings:
+    """``s`` with the lifecycle's defaults kept in *windows*: its event-time settings are sized
+    for the default window (5 s), NAB's is 300 s, so each is scaled by the ratio (60): the
+    schedule every 720 windows (60 h), 17,280 windows of history (60 days), a hold-out of 360
+    windows (30 h). Its window counts (a lasting change, a new sensor) stay as they are. The
+    replay's watermark flushes are not a sensor to train (``lifecycle.exclude``)."""
+    s = s.model_copy(deep=True)
+    default = Settings()
+    scale = s.job.window_s / default.job.window_s
+    lc, d = s.lifecycle, default.lifecycle
+    lc.interval_s, lc.history_s, lc.holdout_s = d.interval_s * scale, d.history_s * scale, d.holdout_s * scale
+    lc.exclude = "watermark/*"
+    lc.state_dir = work / "lifecycle"
+    return s
+
+
+def replay_in_steps(s: Settings, series: list[Series], step_ms: int, timeout_s: float) -> tuple[int, Ledger, list]:
+    """The replay with the lifecycle on, causal: the rows go in steps of ``step_ms`` of event
+    time; after each, every partition's watermark is moved to the step's end (one flush
+    reading each), the job's output is read until it has caught up (every reading accounted
+    for, every window owed scored), and one lifecycle pass runs at the step's end
+    (:func:`~sensorwatch.training.lifecycle.cycle_once`): it reads the aggregates, incidents
+    and labels the job wrote so far, and what it promotes scores the next step on.
+    Returns (readings sent, the ledger, every verdict)."""
+    from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.training.lifecycle import cycle_once
+
+    ts, val, who, devices = _rows(series)
+    step = ts // step_ms
+    cuts = np.flatnonzero(np.diff(step)) + 1
+    ooo = s.job.out_of_orderness_ms
+    ledger, client = Ledger(s), ScoringClient(s.serving)
+    sent, verdicts, t0 = 0, [], time.time()
+    try:
+        for k, (lo, hi) in enumerate(zip([0, *cuts.tolist()], [*cuts.tolist(), len(ts)])):
+            sent += _produce(s, ts[lo:hi], val[lo:hi], who[lo:hi], devices)
+            end = int(step[lo] + 1) * step_ms
+            # every partition's watermark to end - 1: the step's last windows close, and a row at
+            # the next step's first instant is not at or before the watermark (late). The flush
+            # readings lie in the window after the step: they are aggregated a step later
+            flushed = local.flush_watermark(s, end + ooo - 1)
+            ledger.catch_up(sent, timeout_s)
+            sent += flushed
+            for v in cycle_once(s, client, now_ms=end):
+                verdicts.append(v)
+                print(
+                    f"  step {k + 1}: {v['model']} v{v['challenger']} {v['stage']} ({'; '.join(v['why'])}): "
+                    f"{v['reason']}",
+                    flush=True,
+                )
+            if (k + 1) % 20 == 0:
+                print(f"  step {k + 1} of {len(cuts) + 1}: {hi:,} rows in {time.time() - t0:.0f} s", flush=True)
+    finally:
+        client.close()
+    return sent, ledger, verdicts
+
+
 def detections(s: Settings, series: list[Series], incidents: list[dict], scored: dict[str, dict]):
     """(alerts as emitted, calibrated score per row, counts) per series.
 
-    The calibrated score comes from the reference rules run over the job's own raw scores;
-    ``counts["reference_mismatches"]`` counts the incidents where the job and the reference
-    disagree (opened by one and not the other, or learning in one only): 0 when they agree."""
-    by_sensor: dict[str, list[dict]] = {}
-    for r in scored.values():
-        if r.get("status", "scored") == "scored":
-            by_sensor.setdefault(r["sensor"], []).append(r)
-    seed = incident_seeds(s.serving.model_base_path)
-    rules: IncidentRules = s.job.incidents
-    det, cal = {}, {}
+    The calibrated score comes from the reference rules run over the job's own raw scores
+    (each version's records from that version's seed); ``counts["reference_mismatches"]``
+    counts the incidents where the job and the reference disagree (opened by one and not the
+    other, or learning in one only): 0 when they agree."""
+    seeds = incident_seeds(s.serving.model_base_path, by_version=True)
+    window_ms = int(s.job.window_s * 1000)
     opened = {r["incident_id"]: r for r in incidents if r["event"] == "opened"}
     counts = {
         "incidents": sum(not r["learning"] for r in opened.values()),
         "learning_incidents": sum(r["learning"] for r in opened.values()),
         "incident_records": len({(r["incident_id"], r["event"]) for r in incidents}),
+        "reference_mismatches": 0,
     }
-    for x in series:
-        sensor = sensor_of(x.name)
+    of_sensor = {sensor_of(x.name): x for x in series}
+    cal = {x.name: np.zeros(len(x.ts)) for x in series}
+    reference: dict[str, set] = {}
+    for sensor, r, tracker, events in reference_steps(s.job.incidents, window_ms, scored.values(), seeds):
+        x = of_sensor.get(sensor)
+        if x is None:
+            continue
+        reference.setdefault(sensor, set()).update((e.start, e.learning) for e in events if e.event == "opened")
+        row = int(np.searchsorted(x.ts, r["window_end"], side="right")) - 1
+        if row >= 0:
+            cal[x.name][row] = max(cal[x.name][row], tracker.last_severity / 100.0)
+    det = {}
+    for sensor, x in of_sensor.items():
         d = np.zeros(len(x.ts), bool)
+        emitted = set()
         for r in opened.values():
-            if r["sensor"] == sensor and not r["learning"]:
+            if r["sensor"] == sensor:
+                emitted.add((r["start"], r["learning"]))
                 row = int(np.searchsorted(x.ts, r["start"], side="right")) - 1
-                if row >= 0:
+                if row >= 0 and not r["learning"]:
                     d[row] = True
-        c = np.zeros(len(x.ts))
-        tracker = IncidentTracker(rules, int(s.job.window_s * 1000))
-        reference = set()
-        for r in sorted(by_sensor.get(sensor, []), key=lambda r: r["window_end"]):
-            events = tracker.step(
-                r["window_end"],
-                float(r["score"]),
-                float(r["threshold"]),
-                version=r["model_version"],
-                seed=seed.get(sensor),
-            )
-            reference |= {(e.start, e.learning) for e in events if e.event == "opened"}
-            row = int(np.searchsorted(x.ts, r["window_end"], side="right")) - 1
-            if row >= 0:
-                c[row] = max(c[row], tracker.last_severity / 100.0)
-        emitted = {(r["start"], r["learning"]) for r in opened.values() if r["sensor"] == sensor}
-        counts["reference_mismatches"] = counts.get("reference_mismatches", 0) + len(reference ^ emitted)
-        if reference ^ emitted:
-            print(
-                f"  {sensor}: job only {sorted(emitted - reference)[:3]}, reference only {sorted(reference - emitted)[:3]}",
-                flush=True,
-            )
-        det[x.name], cal[x.name] = d, c
+        ref = reference.get(sensor, set())
+        counts["reference_mismatches"] += len(ref ^ emitted)
+        if ref ^ emitted:
+            print(f"  {sensor}: job only {sorted(emitted - ref)[:3]}, reference only {sorted(ref - emitted)[:3]}")
+        det[x.name] = d
     return det, cal, counts
+
+
+def serve_copy(models: Path, s: Settings) -> None:
+    """A copy of a trained repository's models as ``s``'s repository, registered there afresh
+    (a models.config names its repository's own paths)."""
+    from sensorwatch.serving.repository import ModelRepository
+
+    shutil.copytree(models, s.serving.model_base_path, ignore=shutil.ignore_patterns("*.config"))
+    repo = ModelRepository(s.serving.model_base_path, s.serving.model_config_file)
+    repo.register_many(sorted(d.name for d in Path(s.serving.model_base_path).iterdir() if d.is_dir()))
+
+
+def _select(args, corpus: Corpus) -> list[str]:
+    names = args.names or corpus.names()
+    if args.every:
+        names = names[:: args.every]
+    return names[: args.series] if args.series else names
+
+
+def _child_argv(args, models: Path, json_out: Path) -> list[str]:
+    """The static twin of a ``--lifecycle`` run: the same series, the same trained models."""
+    argv = [sys.executable, __file__, "--models", str(models), "--json-out", str(json_out)]
+    argv += ["--timeout-s", str(args.timeout_s)]
+    if args.corpus:
+        argv += ["--corpus", str(args.corpus)]
+    if args.names:
+        argv += ["--names", *args.names]
+    if args.every:
+        argv += ["--every", str(args.every)]
+    if args.series:
+        argv += ["--series", str(args.series)]
+    return argv
 
 
 def main() -> int:
@@ -179,43 +282,86 @@ def main() -> int:
     ap.add_argument("--corpus", type=Path, default=None, help="NAB layout; default ../shared/datasets/nab-dev")
     ap.add_argument("--out", type=Path, default=None, help="write NAB results files here")
     ap.add_argument("--series", type=int, default=None, help="replay only the first N series")
+    ap.add_argument("--every", type=int, default=None, help="replay every K-th series (a slice across categories)")
     ap.add_argument("--names", nargs="+", default=None, help="replay only these series (<category>/<file>.csv)")
     ap.add_argument("--timeout-s", type=float, default=3600.0, help="longest wait for the job's output")
+    ap.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="replay in steps with the lifecycle on, and the same models without it beside it: both figures",
+    )
+    ap.add_argument("--step-s", type=float, default=86400.0, help="event time between lifecycle passes")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, models, ledger)")
+    ap.add_argument("--models", type=Path, default=None, help=argparse.SUPPRESS)  # serve these, do not train
+    ap.add_argument("--json-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     t0 = time.time()
     corpus = Corpus(args.corpus or shared_dir() / "datasets" / "nab-dev")
-    names = args.names or (corpus.names()[: args.series] if args.series else corpus.names())
-    series = [corpus.series(n) for n in names]
+    series = [corpus.series(n) for n in _select(args, corpus)]
     work = Path(tempfile.mkdtemp(prefix="sensorwatch-nab-"))
     s = bench_settings(work)
+    if args.lifecycle:
+        s = lifecycle_settings(s, work)
     stack = LocalStack(s)
-    server = job = None
+    server = job = twin = None
+    verdicts: list = []
+    trained = {"trained": len(series), "failed": 0, "failures": []}
     try:
         stack.up()
         s = local.fresh_topics(s, "nab", HISTORICAL)
-        t_train = time.time()
-        trained = train(s, series)
-        t_train = time.time() - t_train
-        print(f"trained {trained['trained']}, failed {trained['failed']} in {t_train:.0f} s", flush=True)
-        for f in trained["failures"]:
-            print(f"  refused: {f['sensor']}: {f['detail']}", flush=True)
+        if args.models:
+            serve_copy(args.models, s)
+        else:
+            t_train = time.time()
+            trained = train(s, series)
+            print(
+                f"trained {trained['trained']}, failed {trained['failed']} in {time.time() - t_train:.0f} s", flush=True
+            )
+            for f in trained["failures"]:
+                print(f"  refused: {f['sensor']}: {f['detail']}", flush=True)
+        if args.lifecycle:
+            shutil.copytree(
+                s.serving.model_base_path, work / "static-models", ignore=shutil.ignore_patterns("*.config")
+            )
+            twin_log = (work / "static.log").open("w")
+            twin = subprocess.Popen(
+                _child_argv(args, work / "static-models", work / "static.json"),
+                stdout=twin_log,
+                stderr=subprocess.STDOUT,
+            )
         server = local.ModelServerProcess(s, work / "model-server.log").start()
         from sensorwatch.jobs.pipeline import run
 
         job = run(s, detached=True)
         t_replay = time.time()
-        readings = replay(s, series)
-        local.flush_watermark(s, int(max(x.ts[-1] for x in series)) + 4 * int(WINDOW_S * 1000))
-        ledger = Ledger(s)
-        ledger.read_inputs(readings, timeout_s=args.timeout_s)
-        ledger.read_outputs(timeout_s=args.timeout_s, quiet_s=120)
-        incidents = ledger.read_incidents(timeout_s=120, quiet_s=10)
+        readings = sum(len(x.ts) for x in series)
+        last = int(max(x.ts[-1] for x in series)) + 4 * int(WINDOW_S * 1000)
+        if args.lifecycle:
+            # past the window of the last step's flush readings, or that window never closes
+            step_ms, top = int(args.step_s * 1000), int(max(x.ts[-1] for x in series))
+            last = max(last, (top // step_ms + 1) * step_ms + 2 * int(WINDOW_S * 1000) + s.job.out_of_orderness_ms)
+            sent, ledger, verdicts = replay_in_steps(s, series, int(args.step_s * 1000), args.timeout_s)
+            local.flush_watermark(s, last)  # its own readings open a window that never closes
+            ledger.catch_up(sent, args.timeout_s, quiet_s=10)
+            ledger.close()
+            incidents = ledger.incidents
+        else:
+            replay(s, series)
+            local.flush_watermark(s, last)
+            ledger = Ledger(s)
+            ledger.read_inputs(readings, timeout_s=args.timeout_s)
+            ledger.read_outputs(timeout_s=args.timeout_s, quiet_s=120)
+            incidents = ledger.read_incidents(timeout_s=120, quiet_s=10)
         t_replay = time.time() - t_replay
         missing = ledger.missing()
+        kinds = collections.Counter(
+            r.get("status", r["_topic"].split(".")[1]) for recs in ledger.outputs.values() for r in recs
+        )
         print(
             f"replayed {readings:,} rows of {len(series)} series in {t_replay:.0f} s: "
-            f"{ledger.readings_accounted():,} accounted for, {len(ledger.scored()):,} windows scored, "
-            f"{len(missing)} without a record, {len(incidents)} incident records",
+            f"{ledger.readings_accounted():,} accounted for ({len(ledger.late)} late, {len(ledger.dead)} "
+            f"dead-lettered), {len(ledger.scored()):,} windows scored, {len(missing)} without a record "
+            f"(records: {dict(kinds)}), {len(incidents)} incident records",
             flush=True,
         )
     finally:
@@ -227,21 +373,44 @@ def main() -> int:
     det, cal, counts = detections(s, series, incidents, ledger.scored())
     if args.out:
         write_results(args.out, series, det, cal)
+    if args.lifecycle:
+        print("with the lifecycle on:")
     total = print_table(series, det, corpus.profiles)
-    shutil.rmtree(work, ignore_errors=True)
     figures = result(
         total,
         incidents=counts["incidents"],
         learning_incidents=counts["learning_incidents"],
         incident_records=counts["incident_records"],
-        reference_mismatches=counts.get("reference_mismatches", 0),
+        reference_mismatches=counts["reference_mismatches"],
         refused_models=trained["failed"],
         windows_without_record=len(missing),
         readings=readings,
-        seconds=round(time.time() - t0, 1),
     )
+    ok = not missing and ledger.readings_accounted() >= readings
+    if args.lifecycle:
+        figures |= {
+            "step_s": args.step_s,
+            "promoted": sum(v["stage"] == "stable" for v in verdicts),
+            "rejected": sum(v["stage"] == "rejected" for v in verdicts),
+        }
+        rc = twin.wait()
+        print("the same models, no lifecycle (the static twin, run beside it):")
+        print((work / "static.log").read_text(), end="")
+        static = json.loads((work / "static.json").read_text()) if rc == 0 else None
+        ok = ok and static is not None
+        figures |= {
+            "static": static,
+            "standard_gain": None if static is None else round(figures["standard"] - static["standard"], 2),
+        }
+    figures["seconds"] = round(time.time() - t0, 1)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(figures))
+    if args.keep:
+        print(f"work folder kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures))
-    return 0 if not missing and ledger.readings_accounted() >= readings else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

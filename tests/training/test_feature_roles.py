@@ -61,6 +61,33 @@ def test_the_seed_is_the_validation_scores_count_mean_and_variance():
     assert all(np.isnan(seed_of(np.array([]))))
 
 
+def test_the_seed_leaves_out_labelled_validation_windows():
+    """An incident the lifecycle left out of training lies in the next version's validation
+    windows; the seed (the sensor's normal scores) must not take its scores in."""
+    from sensorwatch.core.config import TrainingConfig
+    from sensorwatch.training.fit import Prepared, fit_calibrated, seed_of
+
+    rng = np.random.default_rng(1)
+    t = np.arange(1100)
+    v = np.sin(2 * np.pi * t / 60) + rng.normal(0, 0.05, t.size)
+    v[1000:1040] += 8.0  # an incident in the validation part
+    x = np.stack([v, np.full(t.size, 0.1), np.full(t.size, 5.0)], -1)
+    X = np.lib.stride_tricks.sliding_window_view(x, S, axis=0).transpose(0, 2, 1).astype(np.float32)
+    labels = np.zeros(200, bool)
+    labels[1000 - S - (len(X) - 200) + 1 : 1040 - (len(X) - 200)] = True
+    cal = fit_calibrated(
+        [Prepared(X[:-200], X[-200:], np.arange(200), labels, len(X))],
+        TrainingConfig(epochs=2, min_windows=10),
+        S,
+        use_labels=False,
+    )
+    seed = tuple(float(a) for a in cal.detector.calibration.numpy()[0])
+    np.testing.assert_allclose(seed, seed_of(cal.val_scores[0][~labels]), rtol=1e-5)
+    assert seed[0] == (~labels).sum() and seed[1] < cal.val_scores[0][labels].mean() / 5, (
+        "the incident's scores stay out"
+    )
+
+
 def test_the_explanation_sees_features_in_their_roles():
     rng = np.random.default_rng(1)
     x = np.stack([rng.normal(10, 1, (200, S)), np.zeros((200, S)), np.ones((200, S))], axis=-1)

@@ -200,6 +200,42 @@ def test_incidents_and_verdicts_become_what_training_leaves_out_and_what_judging
     assert confirmed["a/x"] == [(295_000, 350_000)]
     assert all(iv not in left_out["a/x"] for iv in false_pos["a/x"]), "a false alarm counts as normal when judging"
 
+    # an incident still open (its opened record only) reaches up to now: its later windows are
+    # not known to be normal, and must not count as such when judging
+    inc["a/x@500000"] = {"incident_id": "a/x@500000", "event": "opened", "sensor": "a/x", "start": 500_000, "end": None}
+    left_out, _, _ = Evidence(inc, verdicts).intervals(W, now_ms=900_000)
+    assert left_out["a/x"][-1] == (495_000, 900_000)
+    left_out, _, _ = Evidence(inc, verdicts).intervals(W)
+    assert left_out["a/x"][-1] == (495_000, 500_000), "with no now, up to its latest record"
+
+
+def test_due_tries_a_new_sensor_again_only_after_the_interval_and_never_an_excluded_one(settings, tmp_path):
+    """A new sensor whose first version failed or was rejected stays on its prior until the
+    schedule's interval has passed (not retrained at every check); ``lifecycle.exclude`` keeps a
+    sensor out of every trigger; the schedule passes over a sensor with nothing new since its last pass."""
+    from sensorwatch.training.lifecycle import Evidence, Ledger, due
+
+    s = settings
+    s.serving.model_base_path = tmp_path / "models"
+    s.lifecycle.new_sensor_windows = 10
+    s.lifecycle.exclude = "watermark/*"
+    ledger = Ledger(s)
+    now = T0 + 1_000 * W
+    ledger.state["last_schedule_ms"] = now  # the schedule has just run
+    counts = {"dev-1/temp": 50, "dev-2/temp": 5, "watermark/flush": 50}
+    assert due(s, Evidence(), counts, ledger, now) == {"dev-1/temp": "new sensor (50 aggregates)"}
+    ledger.state["new_tried"] = {"dev-1/temp": now}
+    assert due(s, Evidence(), counts, ledger, now + 1_000) == {}
+    later = now + int(s.lifecycle.interval_s * 1000)
+    ledger.state["last_schedule_ms"] = later
+    assert due(s, Evidence(), counts, ledger, later) == {"dev-1/temp": "new sensor (50 aggregates)"}
+    ledger.state["last_schedule_ms"] = None  # the schedule: every sensor with history, but the excluded one
+    assert due(s, Evidence(), counts, ledger, later) == {"dev-1/temp": "schedule", "dev-2/temp": "schedule"}
+    # the next scheduled pass: only the sensors with aggregates newer than the last one
+    ledger.state["last_schedule_ms"], ledger.state["new_tried"] = now, {"dev-1/temp": later}
+    latest = {"dev-1/temp": now - W, "dev-2/temp": later, "watermark/flush": later}
+    assert due(s, Evidence(), counts, ledger, later, latest) == {"dev-2/temp": "schedule"}
+
 
 def _windows(settings, sensor: str, means: np.ndarray, lo: int, hi: int, sd: float = 0.5):
     """A WindowBatch of ``sensor``'s count windows ending at aggregates lo..hi-1, as the job forms them."""
@@ -260,10 +296,13 @@ def test_a_new_sensor_is_scored_by_its_prior_then_by_its_own_model(lifecycle_set
         assert (compact.cols["prior"] == 1).all() and [o.kind for o in early[:-1] if o.kind == "no_model"] == []
         assert compact.cols["anomaly"].mean() < 0.05, "the prior, normalised per sensor, is quiet on a normal sensor"
 
-        # the lifecycle: a new sensor with enough history is trained, and promoted (no champion)
+        # the lifecycle: a new sensor with enough history is trained, judged against the prior
+        # that scores it now (on the hold-out, normalised as the scorer does), and promoted
         (v,) = cycle_once(s, client, now_ms=T0 + 320 * W)
         assert v["model"] == model_name("dev-9/temp") and v["stage"] == "stable", v
         assert v["why"] == ["new sensor (320 aggregates)"] and v["champion"] is None
+        assert v["champion_models"] == [f"{prior_model_name('temp')} v1"], v
+        assert v["far_champion"] is not None and v["far_challenger"] <= v["far_champion"] + s.lifecycle.far_tolerance
 
         # from now on its own model scores it; the prior's running statistics are let go
         later = scorer.score(_windows(s, "dev-9/temp", new, 320, 330, sd=1.5))

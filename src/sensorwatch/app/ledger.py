@@ -7,6 +7,7 @@ window the job owes has its record.
 
 from __future__ import annotations
 
+import json
 import time
 
 from sensorwatch.app import local
@@ -32,6 +33,7 @@ class Ledger:
         self.outputs: dict[str, list[dict]] = {}  # window key -> every record (scores, anomalies, no-model)
         self.raw = {"aggregates": 0, "late": 0, "dead": 0}
         self.incidents: list[dict] = []
+        self._follower = None  # catch_up's consumer
 
     def readings_accounted(self) -> int:
         return sum(r["count"] for r in self.aggregates.values()) + len(self.late) + len(self.dead)
@@ -105,6 +107,58 @@ class Ledger:
             on_incident,
         )
         return self.incidents
+
+    def catch_up(self, readings: int, timeout_s: float = 600, quiet_s: float = 1.0) -> None:
+        """Read on from where the last call stopped (one consumer for the ledger's life) until
+        ``readings`` are accounted for, every window the job owes has its record, and the
+        incidents topic has been quiet for ``quiet_s``: the barrier of a replay in steps, whose
+        next step must not start before the job has written all of this one. Needs
+        ``job.emit_scores``; raises TimeoutError after ``timeout_s``, naming what is missing."""
+        from sensorwatch.core.kafka import consumer
+
+        t = self.s.kafka.topics
+        inputs = {t.aggregates: self.aggregates, t.late: self.late, t.dead_letters: self.dead}
+        outputs = {o.topic(t) for o in OUTPUTS}
+        if self._follower is None:
+            self._follower = consumer(
+                self.s.kafka,
+                *inputs,
+                *outputs,
+                t.incidents,
+                group_id=None,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+        deadline = time.monotonic() + timeout_s
+        last_incident, want = time.monotonic(), None
+        while True:
+            for msgs in self._follower.poll(timeout_ms=100).values():
+                for m in msgs:
+                    rec = json.loads(m.value)
+                    if m.topic in inputs:
+                        inputs[m.topic][m.key.decode()] = rec
+                    elif m.topic in outputs:
+                        self.outputs.setdefault(rec["key"], []).append({**rec, "_topic": m.topic})
+                    else:
+                        self.incidents.append(rec)
+                        last_incident = time.monotonic()
+            if want is None and self.readings_accounted() >= readings:
+                want = self.windows_expected()  # the aggregates are complete: what is owed is known
+            if want is not None and want <= self.outputs.keys() and time.monotonic() - last_incident >= quiet_s:
+                return
+            if time.monotonic() > deadline:
+                missing = len(want - self.outputs.keys()) if want is not None else "unknown"
+                raise TimeoutError(
+                    f"the job did not catch up in {timeout_s:g} s: {self.readings_accounted():,} of "
+                    f"{readings:,} readings accounted for, windows without a record: {missing}"
+                )
+
+    def close(self) -> None:
+        """Close :meth:`catch_up`'s consumer."""
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
 
     def scored(self) -> dict[str, dict]:
         """Window key -> its score record (anomalous windows go to the anomalies topic, the

@@ -387,6 +387,8 @@ class LifecycleConfig(_Section):
     new_sensor_windows: int = Field(64, ge=1)
     """a sensor with no model is trained once it has this many aggregates in the history"""
     wait_s: float = Field(120.0, ge=0, description="how long a promotion waits for the model server to answer with it")
+    exclude: str | None = None
+    """sensors the lifecycle never trains, shell patterns, comma-separated ("watermark/*,pump-7/*"): a test signal, a sensor under maintenance"""
     state_dir: Path | None = None
     """where the lifecycle keeps its ledger (lifecycle.json); unset: beside the model repository, <model_base_path>/.."""
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sensorwatch.core.config import IncidentsConfig
@@ -337,33 +338,42 @@ def explanation_phrase(why: dict | None) -> str:
     return f"{hint} in {why['feature']}" if why.get("feature") else hint
 
 
-def reference_openings(
-    rules: IncidentRules, window_ms: int, records, seeds: dict[str, tuple[float, float, float]]
-) -> dict[str, set[tuple[int, bool]]]:
-    """Sensor -> ``(start, learning)`` of every incident these rules open over ``records``, a
-    job's own per-window score records (status ``scored``, or ``prior``: a fleet prior's
-    seed is ``seeds["*/<tag>"]``), each sensor's in event-time order.
-
-    The job's incident stage runs the same rules in Flink state; a test (or a benchmark) that
-    compares its opened incidents with these checks that state, whatever happened to it on the
-    way (a restore, keys moved between slots), without trusting the job to say what it owes.
-    """
+def reference_steps(
+    rules: IncidentRules, window_ms: int, records, seeds: dict
+) -> Iterator[tuple[str, dict, IncidentTracker, list[IncidentEvent]]]:
+    """These rules run over ``records``, a job's own per-window score records (status
+    ``scored``, or ``prior``), each sensor's in event-time order: ``(sensor, record, tracker,
+    events)`` after each step. ``seeds``: a model's incident seed by ``(sensor, version)`` or by
+    sensor (:func:`sensorwatch.serving.repository.incident_seeds`); a fleet prior's is under
+    ``*/<tag>``."""
     by_sensor: dict[str, list[dict]] = {}
     for r in records:
         if r.get("status", "scored") in SCORED:
             by_sensor.setdefault(r["sensor"], []).append(r)
-    out: dict[str, set[tuple[int, bool]]] = {}
     for sensor, recs in by_sensor.items():
         tracker = IncidentTracker(rules, window_ms)
-        opened = out.setdefault(sensor, set())
         for r in sorted(recs, key=lambda r: r["window_end"]):
+            key = prior_sensor(tag_of(sensor)) if r.get("status") == "prior" else sensor
             events = tracker.step(
                 r["window_end"],
                 float(r["score"]),
                 float(r["threshold"]),
                 version=r["model_version"],
                 model=r.get("model_name"),
-                seed=seeds.get(prior_sensor(tag_of(sensor)) if r.get("status") == "prior" else sensor),
+                seed=seeds.get((key, int(r["model_version"])), seeds.get(key)),
             )
-            opened |= {(e.start, e.learning) for e in events if e.event == "opened"}
+            yield sensor, r, tracker, events
+
+
+def reference_openings(rules: IncidentRules, window_ms: int, records, seeds: dict) -> dict[str, set[tuple[int, bool]]]:
+    """Sensor -> ``(start, learning)`` of every incident these rules open over ``records``
+    (:func:`reference_steps`).
+
+    The job's incident stage runs the same rules in Flink state; a test (or a benchmark) that
+    compares its opened incidents with these checks that state, whatever happened to it on the
+    way (a restore, keys moved between slots), without trusting the job to say what it owes.
+    """
+    out: dict[str, set[tuple[int, bool]]] = {}
+    for sensor, _r, _tracker, events in reference_steps(rules, window_ms, records, seeds):
+        out.setdefault(sensor, set()).update((e.start, e.learning) for e in events if e.event == "opened")
     return out

@@ -270,16 +270,19 @@ def read_report(version_dir: Path) -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
-def incident_seeds(model_base_path: Path) -> dict[str, tuple[float, float, float]]:
+def incident_seeds(model_base_path: Path, by_version: bool = False) -> dict:
     """Sensor -> its model's incident seed (count, mean, variance of its validation scores),
     from the reports of every version in the repository: what the job's incident stage starts
     each sensor's calibration from, for a reference run of the same rules. A fleet prior's is
-    under ``*/<tag>`` (its report's one entry)."""
-    out = {}
-    for version in Path(model_base_path).glob("*/*/"):
+    under ``*/<tag>`` (its report's one entry). ``by_version``: keyed ``(sensor, version)``, for
+    a run in which versions changed (each version has its own seed)."""
+    out: dict = {}
+    versions = [v for v in Path(model_base_path).glob("*/*/") if v.name.isdigit()]
+    for version in sorted(versions, key=lambda v: (v.parent.name, int(v.name))):  # by sensor: the newest wins
         for sensor, r in (read_report(version) or {"sensors": {}})["sensors"].items():
             seed = r.get("incident_seed") or {}
-            out[sensor] = (
+            key = (sensor, int(version.name)) if by_version else sensor
+            out[key] = (
                 seed.get("count", float("nan")),
                 seed.get("mean", float("nan")),
                 seed.get("variance", float("nan")),

@@ -147,6 +147,16 @@ def seed_of(val_scores: np.ndarray) -> tuple[float, float, float]:
     return (float(len(v)), float(v.mean()), float(v.var())) if len(v) else (float("nan"),) * 3
 
 
+def normal_scores(val_scores: np.ndarray, d: Prepared) -> np.ndarray:
+    """The validation scores of windows no label marks: what the incident stage's seed is
+    made of, the sensor's *normal* scores (an incident the lifecycle left out of training still
+    lies in a later version's validation windows; its scores would inflate the seed's spread,
+    and the sensor's calibration would shrug off its next events). All of them where every
+    window is labelled."""
+    keep = ~np.asarray(d.val_labels, bool)
+    return val_scores[keep] if keep.any() else val_scores
+
+
 def fit_calibrated(
     data: list[Prepared], cfg: TrainingConfig, seq_len: int, use_labels: bool = True, tags: int | None = None
 ) -> Calibrated:
@@ -185,5 +195,5 @@ def fit_calibrated(
             if len(fps[g]) and errors[g] is None:
                 thresholds[g], fp_rules[g] = false_positive_threshold(thresholds[g], fs, cfg.false_positive_max_raise)
     det.threshold.assign(np.asarray(thresholds, np.float32))
-    det.calibration.assign(np.asarray([seed_of(s) for s in scores], np.float32))
+    det.calibration.assign(np.asarray([seed_of(normal_scores(s, d)) for s, d in zip(scores, data)], np.float32))
     return Calibrated(det, curves, scores, thresholds, rules, errors, fp_rules)

@@ -10,10 +10,14 @@ operators confirmed (``true-positive``), which training always leaves out. The r
 * **detection**: every confirmed incident the champion flags (a window over its threshold
   overlaps it), the challenger flags too.
 
-A hold-out with no normal window judges nothing, and the challenger is not promoted. A model
-with no champion (its first version) has nothing to be compared with: it is promoted, as
-``sensorwatch train`` would serve it, and its false-alarm rate is recorded. A sensor the
-champion does not hold (new in a packed group) counts in the challenger's rate alone.
+A sensor the champion does not hold (a model's first version, or a sensor new in a packed
+group) is compared with what scores it now: its tag's fleet prior
+(:class:`PriorScorer`, the sensor's windows normalised by its own running statistics from
+the first window of the history, as the job's scorer does). A sensor with neither counts in
+the challenger's rate alone, and a model none of whose sensors has a champion (no prior
+served for their tags) is promoted, as ``sensorwatch train`` would serve it, with its
+false-alarm rate recorded. A hold-out with no normal window judges nothing, and a challenger
+that has a champion is then not promoted.
 
 Both versions are scored in this process by the model server's own Predict code
 (:func:`sensorwatch.serving.server.run_predict`) on the SavedModels as published, so the
@@ -22,11 +26,13 @@ challenger is judged before any request of the job can reach it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sensorwatch.core.prior import normalise_series, tag_of
 from sensorwatch.core.windows import SensorSeries, sequences
 from sensorwatch.training.fit import labelled_windows
 
@@ -38,6 +44,7 @@ class Verdict:
     model: str
     challenger: int
     champion: int | None
+    """the version of this model that serves now (None: its first version)"""
     promote: bool
     reason: str
     sensors: int = 0
@@ -48,6 +55,8 @@ class Verdict:
     detected_champion: int | None = None
     detected_challenger: int = 0
     per_sensor: dict[str, dict] = field(default_factory=dict)
+    champion_models: list[str] = field(default_factory=list)
+    """every version judged against, ``<model> v<version>``: this model's, a fleet prior's"""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +93,18 @@ class VersionScorer:
     def sensors(self) -> set[str]:
         return set(self.report.get("sensors", {}))
 
+    @property
+    def label(self) -> str:
+        return f"{self.model} v{self.version}"
+
+    def covers(self, sensor: str) -> bool:
+        """Whether this version scores ``sensor``."""
+        return sensor in self.sensors
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        """A sensor's count windows, in event-time order, as this version takes them."""
+        return windows
+
     def flags(self, sensor: str, windows: np.ndarray) -> np.ndarray:
         """``is_anomaly`` [N] of ``sensor``'s windows [N, S, F] under this version."""
         from sensorwatch.serving.client import predict_request, score_inputs
@@ -95,6 +116,22 @@ class VersionScorer:
         req = predict_request(self.model, score_inputs(windows, sensors))
         _, out = run_predict(self.loaded, req)
         return np.asarray(out["is_anomaly"]).astype(bool).reshape(-1)
+
+
+class PriorScorer(VersionScorer):
+    """A tag's fleet prior (``_prior~<tag>``) as the champion of that tag's sensors no model
+    holds: it scores every one of them, each normalised by its own running statistics
+    (:func:`sensorwatch.core.prior.normalise_series`) from its first window in the history."""
+
+    def __init__(self, model: str, version_dir: Path, tag: str):
+        super().__init__(model, version_dir)
+        self.tag = tag
+
+    def covers(self, sensor: str) -> bool:
+        return tag_of(sensor) == self.tag
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        return normalise_series(windows)
 
 
 def _rate(flags: list[np.ndarray]) -> tuple[float | None, int]:
@@ -115,13 +152,16 @@ def judge(
     slide: int,
     window_ms: int,
     far_tolerance: float,
+    prior: Callable[[str], VersionScorer | None] | None = None,
 ) -> Verdict:
     """The verdict on ``challenger`` (see the module docstring). ``series``: each of the
     model's sensors' aggregates up to now; ``abnormal``: per sensor, the intervals not to count
     as normal (incidents not called false alarms); ``confirmed``: per sensor, the incidents an
-    operator confirmed."""
+    operator confirmed; ``prior(sensor)``: the fleet prior that scores a sensor no champion
+    holds, or None."""
     far_c, far_s, det_c, det_s, checked = [], [], 0, 0, 0
     per_sensor: dict[str, dict] = {}
+    judged_against: set[str] = set()
     for sensor in sorted(challenger.sensors):
         ser = series.get(sensor)
         if ser is None or len(ser) < seq_len:
@@ -143,21 +183,30 @@ def judge(
         far_c.append(fc[normal])
         hits_c = [bool(fc[m].any()) for m in incidents]
         checked += len(incidents)
-        if champion is not None and sensor in champion.sensors:
+        champ = champion if champion is not None and champion.covers(sensor) else None
+        if champ is None and prior is not None:
+            champ = prior(sensor)
+        if champ is not None:
             fs = np.zeros(len(ends), bool)
-            fs[idx] = champion.flags(sensor, X[idx])
+            fs[idx] = champ.flags(sensor, champ.prepare(X)[idx])
             far_s.append(fs[normal])
             hits_s = [bool(fs[m].any()) for m in incidents]
             det_s += sum(hits_s)
             missed = sum(1 for s, c in zip(hits_s, hits_c) if s and not c)
-            mine |= {"far_champion": float(fs[normal].mean()) if normal.any() else None, "missed": missed}
-        else:  # new to this model: judged on the target alone
+            mine |= {
+                "far_champion": float(fs[normal].mean()) if normal.any() else None,
+                "missed": missed,
+                "champion": champ.label,
+            }
+            judged_against.add(champ.label)
+        else:  # no champion for it, nor a prior: judged on the target alone
             far_s.append(np.zeros(0, bool))
             mine["new"] = True
         det_c += sum(hits_c)
         per_sensor[sensor] = mine
     rate_c, n_normal = _rate(far_c)
     rate_s, n_champion = _rate(far_s)
+    against = sorted(judged_against)
     v = Verdict(
         model,
         challenger.version,
@@ -169,22 +218,25 @@ def judge(
         rate_s,
         rate_c,
         checked,
-        det_s if champion else None,
+        det_s if against else None,
         det_c,
         per_sensor,
+        against,
     )
     missed = sum(p.get("missed", 0) for p in per_sensor.values())
-    if champion is not None and n_normal == 0:
+    who = ", ".join(against)
+    if against and n_normal == 0:
         v.reason = "no normal window in the hold-out to judge on"
     elif missed:
-        v.reason = f"misses {missed} confirmed incident(s) the champion flags"
-    elif champion is not None and n_champion and rate_s is not None and rate_c > rate_s + far_tolerance:
-        v.reason = f"false-alarm rate {rate_c:.4f} above the champion's {rate_s:.4f} + {far_tolerance:g}"
+        v.reason = f"misses {missed} confirmed incident(s) the champion ({who}) flags"
+    elif against and n_champion and rate_s is not None and rate_c > rate_s + far_tolerance:
+        v.reason = f"false-alarm rate {rate_c:.4f} above the champion's ({who}) {rate_s:.4f} + {far_tolerance:g}"
     else:
         v.promote = True
         v.reason = (
             f"first version: no champion to compare with (false-alarm rate {rate_c})"
-            if champion is None
-            else f"false-alarm rate {rate_c:.4f} against the champion's {rate_s:.4f}, no confirmed incident missed"
+            if not against
+            else f"false-alarm rate {rate_c:.4f} against the champion's ({who}) {rate_s:.4f}, "
+            "no confirmed incident missed"
         )
     return v

@@ -42,6 +42,9 @@ log = logging.getLogger("sensorwatch.lifecycle")
 
 Intervals = dict[str, list[tuple[int, int]]]
 
+#: How the new-sensor trigger's reason starts (the ledger tells a new sensor's tries by it).
+NEW_SENSOR = "new sensor"
+
 
 @dataclass
 class Evidence:
@@ -75,15 +78,19 @@ class Evidence:
         read_topic(settings.kafka, t.labels, take_label)
         return ev
 
-    def intervals(self, window_ms: int) -> tuple[Intervals, Intervals, Intervals]:
+    def intervals(self, window_ms: int, now_ms: int | None = None) -> tuple[Intervals, Intervals, Intervals]:
         """Per sensor: (anomalies: left out of training, and not normal when judging; called
         false positives; confirmed). An incident covers the aggregates of its anomalous windows:
-        from its first window's last aggregate to its last window's end."""
+        from its first window's last aggregate to its last window's end; one still open, up to
+        ``now_ms`` (its later windows are not yet known to be normal), or to its latest record's
+        window where ``now_ms`` is None."""
         anomalies: Intervals = {}
         false_pos: Intervals = {}
         confirmed: Intervals = {}
         for iid, rec in self.incidents.items():
             end = rec.get("end") or rec.get("event_window_end") or rec["start"]
+            if rec.get("event") != "closed" and now_ms is not None:
+                end = max(int(end), int(now_ms))
             iv = (int(rec["start"]) - window_ms, int(end))
             label = (self.verdicts.get(iid) or {}).get("label")
             s = rec["sensor"]
@@ -106,13 +113,13 @@ def _json(m):
 
 class Ledger:
     """``lifecycle.json`` in ``lifecycle.state_dir`` (default: beside the model repository): when the schedule last ran, which
-    incidents and verdicts were acted on, and every verdict (the newest 1,000)."""
+    incidents and verdicts were acted on, when each new sensor was last tried, and every verdict (the newest 1,000)."""
 
     def __init__(self, settings: Settings):
         home = settings.lifecycle.state_dir or Path(settings.serving.model_base_path).resolve().parent
         home.mkdir(parents=True, exist_ok=True)
         self.path = Path(home) / "lifecycle.json"
-        self.state: dict = {"last_schedule_ms": None, "handled": [], "verdicts": []}
+        self.state: dict = {"last_schedule_ms": None, "handled": [], "verdicts": [], "new_tried": {}}
         if self.path.is_file():
             self.state |= json.loads(self.path.read_text())
 
@@ -149,14 +156,34 @@ def _known_sensors(settings: Settings) -> set[str]:
     return known
 
 
-def due(settings: Settings, evidence: Evidence, counts: dict[str, int], ledger: Ledger, now_ms: int) -> dict[str, str]:
+def managed(settings: Settings, sensor: str) -> bool:
+    """Whether the lifecycle trains ``sensor``: not one of the devices ``serving.device_models``
+    selects (device models are left to ``sensorwatch train``), nor one ``lifecycle.exclude`` names."""
+    return not matches(device_of(sensor), settings.serving.device_models) and not matches(
+        sensor, settings.lifecycle.exclude
+    )
+
+
+def due(
+    settings: Settings,
+    evidence: Evidence,
+    counts: dict[str, int],
+    ledger: Ledger,
+    now_ms: int,
+    latest: dict[str, int] | None = None,
+) -> dict[str, str]:
     """``{sensor: why}`` of the sensors to retrain now (see the module docstring); ``counts``:
-    each sensor's aggregates in the history."""
+    each sensor's aggregates in the history; ``latest``: each one's newest window end. The
+    schedule takes the sensors with aggregates newer than its last pass (one that stopped
+    reporting has nothing new to learn). A new sensor whose first version failed or was
+    rejected is tried again after ``interval_s``, not at every check (its prior scores it meanwhile)."""
     lc = settings.lifecycle
     out: dict[str, str] = {}
+    counts = {s: n for s, n in counts.items() if managed(settings, s)}
     last = ledger.state.get("last_schedule_ms")
     if last is None or now_ms - last >= lc.interval_s * 1000:
-        out |= dict.fromkeys(counts, "schedule")
+        fresh = [s for s in counts if last is None or latest is None or latest.get(s, last + 1) > last]
+        out |= dict.fromkeys(fresh, "schedule")
     handled = set(ledger.state["handled"])
     for iid, rec in evidence.incidents.items():
         if iid in handled or rec.get("event") != "closed" or int(rec.get("windows") or 0) < lc.lasting_change_windows:
@@ -167,10 +194,14 @@ def due(settings: Settings, evidence: Evidence, counts: dict[str, int], ledger: 
         if rec["label"] == "false-positive" and key not in handled:
             out.setdefault(rec["sensor"], f"false positive ({iid})")
     known = _known_sensors(settings)
+    tried = ledger.state.get("new_tried", {})
     for s, n in counts.items():
-        if s not in known and n >= lc.new_sensor_windows:
-            out.setdefault(s, f"new sensor ({n} aggregates)")
-    return out
+        if s in known or n < lc.new_sensor_windows:
+            continue
+        if s in tried and now_ms - tried[s] < lc.interval_s * 1000:
+            continue
+        out.setdefault(s, f"{NEW_SENSOR} ({n} aggregates)")
+    return {s: why for s, why in out.items() if managed(settings, s)}
 
 
 def _push_config(repo, client) -> None:
@@ -200,6 +231,25 @@ def _history(settings: Settings, now_ms: int) -> dict[str, SensorSeries]:
     return from_kafka(settings.kafka, settings.kafka.topics.aggregates, _span(settings, now_ms)[0], now_ms + 1)
 
 
+def _served_priors(settings: Settings, repo, registered: dict):
+    """``prior(sensor)``: the fleet prior that scores a sensor no model holds (the served version
+    of ``_prior~<tag>``, loaded once per cycle), or None: no prior served, or priors are off."""
+    from sensorwatch.core.prior import prior_model_name, tag_of
+    from sensorwatch.training.judge import PriorScorer
+
+    loaded: dict[str, PriorScorer | None] = {}
+
+    def prior(sensor: str) -> PriorScorer | None:
+        tag = tag_of(sensor)
+        if tag not in loaded:
+            name = prior_model_name(tag)
+            v = repo.served_version(name, registered[name]) if name in registered and settings.prior.enabled else None
+            loaded[tag] = None if v is None else PriorScorer(name, repo.model_dir(name) / str(v), tag)
+        return loaded[tag]
+
+    return prior
+
+
 def run_cycle(
     settings: Settings,
     sensors: dict[str, str],
@@ -224,16 +274,10 @@ def run_cycle(
     if series is None:
         series = _history(settings, now_ms)
     evidence = Evidence.read(settings) if evidence is None else evidence
-    anomalies, false_pos, confirmed = evidence.intervals(window_ms)
-    # sensor models only: the devices serving.device_models selects are scored by device models,
-    # which the lifecycle does not manage yet (docs/LIFECYCLE.md)
-    sensors = {s: why for s, why in sensors.items() if not matches(device_of(s), sv.device_models)}
+    anomalies, false_pos, confirmed = evidence.intervals(window_ms, now_ms)
+    sensors = {s: why for s, why in sensors.items() if managed(settings, s)}
     models = {model_name(s, sv.layout, sv.packed_groups) for s in sensors}
-    members = sorted(
-        s
-        for s in series
-        if model_name(s, sv.layout, sv.packed_groups) in models and not matches(device_of(s), sv.device_models)
-    )
+    members = sorted(s for s in series if model_name(s, sv.layout, sv.packed_groups) in models and managed(settings, s))
     if not members:
         return []
     train = {s: series[s].between(since, holdout_from) for s in members}
@@ -259,6 +303,7 @@ def run_cycle(
     for o in outcomes:
         if o.status == "failed":
             log.error("lifecycle: %s not retrained: %s", o.sensor, o.detail)
+    prior = _served_priors(settings, repo, registered)
     verdicts = []
     for model, version in sorted({(o.model, o.version) for o in outcomes if o.status == "trained"}):
         champ = champions.get(model)
@@ -274,6 +319,7 @@ def run_cycle(
             slide=jc.slide,
             window_ms=window_ms,
             far_tolerance=lc.far_tolerance,
+            prior=prior,
         )
         served = None
         if v.promote:
@@ -318,10 +364,15 @@ def cycle_once(settings: Settings, client=None, only: str | None = None, now_ms:
     if only:
         todo = dict.fromkeys(select(series, only), "operator request")
     else:
-        todo = due(settings, evidence, {s: len(v) for s, v in series.items()}, ledger, now_ms)
+        counts = {s: len(v) for s, v in series.items()}
+        latest = {s: int(v.window_end[-1]) for s, v in series.items() if len(v)}
+        todo = due(settings, evidence, counts, ledger, now_ms, latest)
     verdicts = run_cycle(settings, todo, now_ms, client, evidence, series) if todo else []
     if not only and "schedule" in todo.values():
         ledger.state["last_schedule_ms"] = now_ms
+    ledger.state.setdefault("new_tried", {}).update(
+        {s: now_ms for s, why in todo.items() if why.startswith(NEW_SENSOR)}
+    )
     ledger.state["handled"] += [
         iid
         for iid, r in evidence.incidents.items()
