@@ -209,10 +209,11 @@ def test_incidents_and_verdicts_become_what_training_leaves_out_and_what_judging
     assert left_out["a/x"][-1] == (495_000, 500_000), "with no now, up to its latest record"
 
 
-def test_due_tries_a_new_sensor_again_only_after_the_interval_and_never_an_excluded_one(settings, tmp_path):
-    """A new sensor whose first version failed or was rejected stays on its prior until the
-    schedule's interval has passed (not retrained at every check); ``lifecycle.exclude`` keeps a
-    sensor out of every trigger; the schedule passes over a sensor with nothing new since its last pass."""
+def test_due_tries_a_new_sensor_again_only_with_more_history_and_never_an_excluded_one(settings, tmp_path):
+    """A new sensor whose first version failed or was rejected stays on its prior until it has
+    ``new_sensor_windows`` more aggregates (not retrained at every check); ``lifecycle.exclude``
+    keeps a sensor out of every trigger; the schedule passes over a sensor with nothing new
+    since its last pass."""
     from sensorwatch.training.lifecycle import Evidence, Ledger, due
 
     s = settings
@@ -224,15 +225,18 @@ def test_due_tries_a_new_sensor_again_only_after_the_interval_and_never_an_exclu
     ledger.state["last_schedule_ms"] = now  # the schedule has just run
     counts = {"dev-1/temp": 50, "dev-2/temp": 5, "watermark/flush": 50}
     assert due(s, Evidence(), counts, ledger, now) == {"dev-1/temp": "new sensor (50 aggregates)"}
-    ledger.state["new_tried"] = {"dev-1/temp": now}
+    ledger.state["new_tried"] = {"dev-1/temp": 50}  # tried at 50 aggregates: failed or rejected
     assert due(s, Evidence(), counts, ledger, now + 1_000) == {}
+    assert due(s, Evidence(), counts | {"dev-1/temp": 59}, ledger, now + 1_000) == {}
     later = now + int(s.lifecycle.interval_s * 1000)
     ledger.state["last_schedule_ms"] = later
-    assert due(s, Evidence(), counts, ledger, later) == {"dev-1/temp": "new sensor (50 aggregates)"}
+    assert due(s, Evidence(), counts | {"dev-1/temp": 60}, ledger, later) == {
+        "dev-1/temp": "new sensor (60 aggregates)"
+    }
     ledger.state["last_schedule_ms"] = None  # the schedule: every sensor with history, but the excluded one
     assert due(s, Evidence(), counts, ledger, later) == {"dev-1/temp": "schedule", "dev-2/temp": "schedule"}
     # the next scheduled pass: only the sensors with aggregates newer than the last one
-    ledger.state["last_schedule_ms"], ledger.state["new_tried"] = now, {"dev-1/temp": later}
+    ledger.state["last_schedule_ms"] = now
     latest = {"dev-1/temp": now - W, "dev-2/temp": later, "watermark/flush": later}
     assert due(s, Evidence(), counts, ledger, later, latest) == {"dev-2/temp": "schedule"}
 

@@ -113,7 +113,7 @@ def _json(m):
 
 class Ledger:
     """``lifecycle.json`` in ``lifecycle.state_dir`` (default: beside the model repository): when the schedule last ran, which
-    incidents and verdicts were acted on, when each new sensor was last tried, and every verdict (the newest 1,000)."""
+    incidents and verdicts were acted on, each new sensor's aggregates when it was last tried, and every verdict (the newest 1,000)."""
 
     def __init__(self, settings: Settings):
         home = settings.lifecycle.state_dir or Path(settings.serving.model_base_path).resolve().parent
@@ -176,7 +176,8 @@ def due(
     each sensor's aggregates in the history; ``latest``: each one's newest window end. The
     schedule takes the sensors with aggregates newer than its last pass (one that stopped
     reporting has nothing new to learn). A new sensor whose first version failed or was
-    rejected is tried again after ``interval_s``, not at every check (its prior scores it meanwhile)."""
+    rejected is tried again once it has ``new_sensor_windows`` more aggregates, not at every
+    check (its prior scores it meanwhile)."""
     lc = settings.lifecycle
     out: dict[str, str] = {}
     counts = {s: n for s, n in counts.items() if managed(settings, s)}
@@ -198,7 +199,7 @@ def due(
     for s, n in counts.items():
         if s in known or n < lc.new_sensor_windows:
             continue
-        if s in tried and now_ms - tried[s] < lc.interval_s * 1000:
+        if s in tried and n < tried[s] + lc.new_sensor_windows:
             continue
         out.setdefault(s, f"{NEW_SENSOR} ({n} aggregates)")
     return {s: why for s, why in out.items() if managed(settings, s)}
@@ -371,7 +372,7 @@ def cycle_once(settings: Settings, client=None, only: str | None = None, now_ms:
     if not only and "schedule" in todo.values():
         ledger.state["last_schedule_ms"] = now_ms
     ledger.state.setdefault("new_tried", {}).update(
-        {s: now_ms for s, why in todo.items() if why.startswith(NEW_SENSOR)}
+        {s: len(series[s]) for s, why in todo.items() if why.startswith(NEW_SENSOR) and s in series}
     )
     ledger.state["handled"] += [
         iid
