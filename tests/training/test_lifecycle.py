@@ -317,3 +317,59 @@ def test_a_new_sensor_is_scored_by_its_prior_then_by_its_own_model(lifecycle_set
         scorer.close()
         client.close()
         srv.stop()
+
+
+def test_a_challenger_whose_seed_would_start_the_sensor_learning_again_is_not_promoted(lifecycle_settings):
+    """The calibration rule: a version trained on a short history carries a small incident seed;
+    served, it would put its sensor back in the incident stage's learning period (no alert) for
+    hours. It does not replace a champion whose seed covers that period; the other way round
+    this rule does not stand in the way."""
+    from sensorwatch.core.windows import SensorSeries
+    from sensorwatch.serving.repository import ModelRepository
+    from sensorwatch.training.judge import VersionScorer, judge
+    from sensorwatch.training.trainer import train_fleet
+
+    s = lifecycle_settings
+    s.training.epochs = 10
+    n, holdout = 2_400, 2_200
+    v = _series(5, n)
+    ser = SensorSeries("dev-5/temp", T0 + (np.arange(n) + 1) * W, v, np.full(n, 0.5), np.full(n, 5.0))
+    repo = ModelRepository(s.serving.model_base_path)
+    versions = {}
+    for name, lo in (("long", 0), ("short", 1_700)):
+        (o,) = train_fleet(
+            {ser.sensor: ser.between(T0 + lo * W, T0 + holdout * W + 1)},
+            s,
+            force=True,
+            progress=False,
+            granularity="sensor",
+            register=False,
+            priors=False,
+        )
+        assert o.status == "trained", o
+        versions[name] = VersionScorer(o.model, repo.model_dir(o.model) / str(o.version))
+    learning = s.job.incidents.learning_windows
+    long_, short = versions["long"], versions["short"]
+    assert short.seed_count(ser.sensor) < learning <= long_.seed_count(ser.sensor)
+
+    def verdict(challenger, champion):
+        return judge(
+            challenger.model,
+            challenger,
+            champion,
+            {ser.sensor: ser},
+            T0 + holdout * W,
+            {},
+            {},
+            seq_len=s.job.seq_len,
+            slide=s.job.slide,
+            window_ms=W,
+            far_tolerance=1.0,  # the false-alarm rule out of the way: the calibration rule alone
+            learning_windows=learning,
+        )
+
+    worse = verdict(short, long_)
+    assert not worse.promote and "learning period" in worse.reason, worse.reason
+    assert worse.per_sensor[ser.sensor]["relearns"]["champion_seed"] == long_.seed_count(ser.sensor)
+    better = verdict(long_, short)
+    assert better.promote and "relearns" not in better.per_sensor[ser.sensor], better.reason

@@ -8,7 +8,12 @@ operators confirmed (``true-positive``), which training always leaves out. The r
   incidents an operator called ``false-positive``), the challenger's rate of windows over its
   threshold is at most the champion's plus ``lifecycle.far_tolerance``;
 * **detection**: every confirmed incident the champion flags (a window over its threshold
-  overlaps it), the challenger flags too.
+  overlaps it), the challenger flags too;
+* **calibration**: a new version starts the sensor's calibration again from its incident
+  seed (its normal validation scores). A seed of fewer than ``job.incidents.learning_windows``
+  scores puts the sensor back in its learning period, in which no incident is alerted; so a
+  challenger with such a seed does not replace a champion of the sensor's own whose seed has
+  that many (a retrain on a short history would blind the sensor for hours).
 
 A sensor the champion does not hold (a model's first version, or a sensor new in a packed
 group) is compared with what scores it now: its tag's fleet prior
@@ -93,6 +98,12 @@ class VersionScorer:
     def sensors(self) -> set[str]:
         return set(self.report.get("sensors", {}))
 
+    def seed_count(self, sensor: str) -> float:
+        """How many scores this version's incident seed for ``sensor`` holds (0: none)."""
+        seed = (self.report.get("sensors", {}).get(sensor) or {}).get("incident_seed") or {}
+        n = seed.get("count")
+        return float(n) if n is not None and n == n else 0.0
+
     @property
     def label(self) -> str:
         return f"{self.model} v{self.version}"
@@ -153,12 +164,14 @@ def judge(
     window_ms: int,
     far_tolerance: float,
     prior: Callable[[str], VersionScorer | None] | None = None,
+    learning_windows: int = 0,
 ) -> Verdict:
     """The verdict on ``challenger`` (see the module docstring). ``series``: each of the
     model's sensors' aggregates up to now; ``abnormal``: per sensor, the intervals not to count
     as normal (incidents not called false alarms); ``confirmed``: per sensor, the incidents an
     operator confirmed; ``prior(sensor)``: the fleet prior that scores a sensor no champion
-    holds, or None."""
+    holds, or None; ``learning_windows``: the incident stage's learning period (the
+    calibration rule)."""
     far_c, far_s, det_c, det_s, checked = [], [], 0, 0, 0
     per_sensor: dict[str, dict] = {}
     judged_against: set[str] = set()
@@ -198,6 +211,10 @@ def judge(
                 "missed": missed,
                 "champion": champ.label,
             }
+            if champ is champion:
+                n_c, n_s = challenger.seed_count(sensor), champion.seed_count(sensor)
+                if n_c < learning_windows <= n_s:
+                    mine["relearns"] = {"seed": n_c, "champion_seed": n_s}
             judged_against.add(champ.label)
         else:  # no champion for it, nor a prior: judged on the target alone
             far_s.append(np.zeros(0, bool))
@@ -224,11 +241,19 @@ def judge(
         against,
     )
     missed = sum(p.get("missed", 0) for p in per_sensor.values())
+    relearn = sorted(s for s, p in per_sensor.items() if "relearns" in p)
     who = ", ".join(against)
     if against and n_normal == 0:
         v.reason = "no normal window in the hold-out to judge on"
     elif missed:
         v.reason = f"misses {missed} confirmed incident(s) the champion ({who}) flags"
+    elif relearn:
+        r = per_sensor[relearn[0]]["relearns"]
+        v.reason = (
+            f"its incident seed holds {r['seed']:g} normal validation scores for {relearn[0]}, fewer than the "
+            f"{learning_windows} of the learning period (the champion's: {r['champion_seed']:g}): promoted, "
+            f"{len(relearn)} sensor(s) would be learning again, not alerted"
+        )
     elif against and n_champion and rate_s is not None and rate_c > rate_s + far_tolerance:
         v.reason = f"false-alarm rate {rate_c:.4f} above the champion's ({who}) {rate_s:.4f} + {far_tolerance:g}"
     else:

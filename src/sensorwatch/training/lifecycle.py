@@ -321,6 +321,7 @@ def run_cycle(
             window_ms=window_ms,
             far_tolerance=lc.far_tolerance,
             prior=prior,
+            learning_windows=jc.incidents.learning_windows,
         )
         served = None
         if v.promote:
