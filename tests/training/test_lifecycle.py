@@ -74,6 +74,9 @@ def lifecycle_settings(settings, tmp_path):
     s.training.plots = False
     s.lifecycle.holdout_s = 200 * W / 1000
     s.lifecycle.history_s = 2_000 * W / 1000
+    # this world's histories are short (a retrain's seed: some 240 validation windows, where the
+    # defaults' 24 h give thousands): its learning period is scaled with them (the calibration rule)
+    s.job.incidents.learning_windows = 100
     return s
 
 
@@ -322,8 +325,8 @@ def test_a_new_sensor_is_scored_by_its_prior_then_by_its_own_model(lifecycle_set
 def test_a_challenger_whose_seed_would_start_the_sensor_learning_again_is_not_promoted(lifecycle_settings):
     """The calibration rule: a version trained on a short history carries a small incident seed;
     served, it would put its sensor back in the incident stage's learning period (no alert) for
-    hours. It does not replace a champion whose seed covers that period; the other way round
-    this rule does not stand in the way."""
+    hours. It does not replace a champion under which the sensor has left that period (its seed
+    and the windows since its promotion); the other way round this rule does not stand in the way."""
     from sensorwatch.core.windows import SensorSeries
     from sensorwatch.serving.repository import ModelRepository
     from sensorwatch.training.judge import VersionScorer, judge
@@ -336,7 +339,7 @@ def test_a_challenger_whose_seed_would_start_the_sensor_learning_again_is_not_pr
     ser = SensorSeries("dev-5/temp", T0 + (np.arange(n) + 1) * W, v, np.full(n, 0.5), np.full(n, 5.0))
     repo = ModelRepository(s.serving.model_base_path)
     versions = {}
-    for name, lo in (("long", 0), ("short", 1_700)):
+    for name, lo in (("long", 0), ("short", 1_850)):
         (o,) = train_fleet(
             {ser.sensor: ser.between(T0 + lo * W, T0 + holdout * W + 1)},
             s,
@@ -370,6 +373,11 @@ def test_a_challenger_whose_seed_would_start_the_sensor_learning_again_is_not_pr
 
     worse = verdict(short, long_)
     assert not worse.promote and "learning period" in worse.reason, worse.reason
-    assert worse.per_sensor[ser.sensor]["relearns"]["champion_seed"] == long_.seed_count(ser.sensor)
+    assert worse.per_sensor[ser.sensor]["relearns"]["champion_history"] >= long_.seed_count(ser.sensor)
     better = verdict(long_, short)
     assert better.promote and "relearns" not in better.per_sensor[ser.sensor], better.reason
+    # a champion with a short seed, promoted just now: the sensor is still learning, nothing to lose
+    short.served_from_ms = T0 + n * W
+    assert verdict(short, short).promote
+    short.served_from_ms = T0 + (n - learning) * W  # the sensor's windows since have taken it out
+    assert not verdict(short, short).promote

@@ -12,8 +12,9 @@ operators confirmed (``true-positive``), which training always leaves out. The r
 * **calibration**: a new version starts the sensor's calibration again from its incident
   seed (its normal validation scores). A seed of fewer than ``job.incidents.learning_windows``
   scores puts the sensor back in its learning period, in which no incident is alerted; so a
-  challenger with such a seed does not replace a champion of the sensor's own whose seed has
-  that many (a retrain on a short history would blind the sensor for hours).
+  challenger with such a seed does not replace a champion of the sensor's own under which the
+  sensor has left it (its seed plus the sensor's windows since it was promoted: a retrain on a
+  short history would blind the sensor for hours).
 
 A sensor the champion does not hold (a model's first version, or a sensor new in a packed
 group) is compared with what scores it now: its tag's fleet prior
@@ -93,6 +94,8 @@ class VersionScorer:
         self.loaded = LoadedVersion(model, self.version, version_dir, module, dict(module.signatures), None)
         self.report = read_report(version_dir) or {}
         self.packed = self.report.get("layout") == "packed"
+        self.served_from_ms: int | None = None
+        """when this version began to serve (event time; None: before every window judged)"""
 
     @property
     def sensors(self) -> set[str]:
@@ -212,9 +215,11 @@ def judge(
                 "champion": champ.label,
             }
             if champ is champion:
-                n_c, n_s = challenger.seed_count(sensor), champion.seed_count(sensor)
+                since = champion.served_from_ms
+                n_c = challenger.seed_count(sensor)
+                n_s = champion.seed_count(sensor) + int((ends > since).sum() if since is not None else len(ends))
                 if n_c < learning_windows <= n_s:
-                    mine["relearns"] = {"seed": n_c, "champion_seed": n_s}
+                    mine["relearns"] = {"seed": n_c, "champion_history": n_s}
             judged_against.add(champ.label)
         else:  # no champion for it, nor a prior: judged on the target alone
             far_s.append(np.zeros(0, bool))
@@ -251,8 +256,8 @@ def judge(
         r = per_sensor[relearn[0]]["relearns"]
         v.reason = (
             f"its incident seed holds {r['seed']:g} normal validation scores for {relearn[0]}, fewer than the "
-            f"{learning_windows} of the learning period (the champion's: {r['champion_seed']:g}): promoted, "
-            f"{len(relearn)} sensor(s) would be learning again, not alerted"
+            f"{learning_windows} of the learning period, which the sensor has left under the champion "
+            f"({r['champion_history']:g} scores): promoted, {len(relearn)} sensor(s) would be learning again, not alerted"
         )
     elif against and n_champion and rate_s is not None and rate_c > rate_s + far_tolerance:
         v.reason = f"false-alarm rate {rate_c:.4f} above the champion's ({who}) {rate_s:.4f} + {far_tolerance:g}"

@@ -305,13 +305,19 @@ def run_cycle(
         if o.status == "failed":
             log.error("lifecycle: %s not retrained: %s", o.sensor, o.detail)
     prior = _served_priors(settings, repo, registered)
+    promoted_at = {(v["model"], v["challenger"]): v["ts"] for v in Ledger(settings).state["verdicts"] if v["promote"]}
     verdicts = []
     for model, version in sorted({(o.model, o.version) for o in outcomes if o.status == "trained"}):
         champ = champions.get(model)
+        champion = None
+        if champ is not None:
+            champion = VersionScorer(model, repo.model_dir(model) / str(champ))
+            # a version this lifecycle promoted serves from then on; another, from before the history
+            champion.served_from_ms = promoted_at.get((model, champ))
         v = judge(
             model,
             VersionScorer(model, repo.model_dir(model) / str(version)),
-            VersionScorer(model, repo.model_dir(model) / str(champ)) if champ is not None else None,
+            champion,
             {s: series[s] for s in members if s in series},
             holdout_from,
             anomalies,
