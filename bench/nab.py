@@ -35,7 +35,7 @@ of event time (a day). After each step every partition's watermark is moved to t
 the job's output is read until it has caught up, and one pass of ``sensorwatch lifecycle``
 runs at the step's end: it trains only on the aggregates, incidents and labels the job has
 written so far, and what it promotes scores the next step. Its settings are the defaults kept
-in windows (:func:`lifecycle_settings`). Beside it, a child process replays the same series
+in windows (:func:`lifecycle_settings`); no partition goes idle between steps. Beside it, a child process replays the same series
 with the same trained models and no lifecycle (its own broker, server and job), so one run
 prints both figures; the JSON line holds the lifecycle's, the twin's under ``static``, and
 ``standard_gain``.
@@ -156,6 +156,10 @@ def lifecycle_settings(s: Settings, work: Path) -> Settings:
     lc.interval_s, lc.history_s, lc.holdout_s = d.interval_s * scale, d.history_s * scale, d.holdout_s * scale
     lc.exclude = "watermark/*"
     lc.state_dir = work / "lifecycle"
+    # no idle partitions: every partition idles while a lifecycle pass runs, and the first to
+    # read the next step would move the watermark past the others' rows (late). Each step's
+    # flush gives every partition a record, so the watermark moves once per step, for all
+    s.job.idle_timeout_ms = 0
     return s
 
 
