@@ -388,6 +388,7 @@ def main() -> int:
         reference_mismatches=counts["reference_mismatches"],
         refused_models=trained["failed"],
         windows_without_record=len(missing),
+        late_readings=len(ledger.late),
         readings=readings,
     )
     ok = not missing and ledger.readings_accounted() >= readings

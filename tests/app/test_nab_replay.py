@@ -31,7 +31,7 @@ def test_a_slice_of_nab_through_the_stream(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     rows = sum(len(corpus.series(n).ts) for n in SLICE)
     # every row replayed and accounted for, every window scored
-    assert result["readings"] == rows and result["windows_without_record"] == 0
+    assert result["readings"] == rows and result["windows_without_record"] == 0 and result["late_readings"] == 0
     # the job's incidents are the reference rules' on the job's own scores, incident for incident
     assert result["incidents"] > 0 and result["reference_mismatches"] == 0
     assert result["incident_records"] <= 2 * (result["incidents"] + result["learning_incidents"])
@@ -60,6 +60,7 @@ def test_one_series_with_the_lifecycle_on_beside_its_static_twin():
     static = result["static"]
     assert result["readings"] == static["readings"] == rows
     assert result["windows_without_record"] == static["windows_without_record"] == 0
+    assert result["late_readings"] == static["late_readings"] == 0, "a replay in timestamp order has no late row"
     assert result["promoted"] >= 1 and result["promoted"] + result["rejected"] >= 2, result
     assert "stable (" in done.stdout and "step " in done.stdout, "each verdict is printed at its step"
     assert result["reference_mismatches"] == static["reference_mismatches"] == 0
