@@ -249,14 +249,15 @@ def detections(s: Settings, series: list[Series], incidents: list[dict], scored:
     return det, cal, counts
 
 
-def serve_copy(models: Path, s: Settings) -> None:
-    """A copy of a trained repository's models as ``s``'s repository, registered there afresh
-    (a models.config names its repository's own paths)."""
+def serve_in_place(models: Path, s: Settings) -> None:
+    """Serve the trained repository ``models`` as ``s``'s (the twin's copy of the parent's),
+    registered afresh: the parent's models.config is left out of the copy."""
     from sensorwatch.serving.repository import ModelRepository
 
-    shutil.copytree(models, s.serving.model_base_path, ignore=shutil.ignore_patterns("*.config"))
-    repo = ModelRepository(s.serving.model_base_path, s.serving.model_config_file)
-    repo.register_many(sorted(d.name for d in Path(s.serving.model_base_path).iterdir() if d.is_dir()))
+    s.serving.model_base_path = models
+    ModelRepository(models, s.serving.model_config_file).register_many(
+        sorted(d.name for d in models.iterdir() if d.is_dir())
+    )
 
 
 def _select(args, corpus: Corpus) -> list[str]:
@@ -314,7 +315,7 @@ def main() -> int:
         stack.up()
         s = local.fresh_topics(s, "nab", HISTORICAL)
         if args.models:
-            serve_copy(args.models, s)
+            serve_in_place(args.models, s)
         else:
             t_train = time.time()
             trained = train(s, series)
@@ -339,10 +340,11 @@ def main() -> int:
         job = run(s, detached=True)
         t_replay = time.time()
         readings = sum(len(x.ts) for x in series)
-        last = int(max(x.ts[-1] for x in series)) + 4 * int(WINDOW_S * 1000)
+        top = int(max(x.ts[-1] for x in series))
+        last = top + 4 * int(WINDOW_S * 1000)
         if args.lifecycle:
             # past the window of the last step's flush readings, or that window never closes
-            step_ms, top = int(args.step_s * 1000), int(max(x.ts[-1] for x in series))
+            step_ms = int(args.step_s * 1000)
             last = max(last, (top // step_ms + 1) * step_ms + 2 * int(WINDOW_S * 1000) + s.job.out_of_orderness_ms)
             sent, ledger, verdicts = replay_in_steps(s, series, int(args.step_s * 1000), args.timeout_s)
             local.flush_watermark(s, last)  # its own readings open a window that never closes
@@ -369,6 +371,8 @@ def main() -> int:
             flush=True,
         )
     finally:
+        if twin is not None and sys.exc_info()[0] is not None:
+            twin.terminate()  # this run failed: its twin's figures would stand alone
         if job is not None:
             job.cancel()
         if server is not None:
@@ -399,6 +403,7 @@ def main() -> int:
             "rejected": sum(v["stage"] == "rejected" for v in verdicts),
         }
         rc = twin.wait()
+        twin_log.close()
         print("the same models, no lifecycle (the static twin, run beside it):")
         print((work / "static.log").read_text(), end="")
         static = json.loads((work / "static.json").read_text()) if rc == 0 else None

@@ -114,22 +114,11 @@ class Ledger:
         incidents topic has been quiet for ``quiet_s``: the barrier of a replay in steps, whose
         next step must not start before the job has written all of this one. Needs
         ``job.emit_scores``; raises TimeoutError after ``timeout_s``, naming what is missing."""
-        from sensorwatch.core.kafka import consumer
-
         t = self.s.kafka.topics
         inputs = {t.aggregates: self.aggregates, t.late: self.late, t.dead_letters: self.dead}
         outputs = {o.topic(t) for o in OUTPUTS}
         if self._follower is None:
-            self._follower = consumer(
-                self.s.kafka,
-                *inputs,
-                *outputs,
-                t.incidents,
-                group_id=None,
-                auto_offset_reset="earliest",
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-            )
+            self._follower = local.reader(self.s, [*inputs, *outputs, t.incidents])
         deadline = time.monotonic() + timeout_s
         last_incident, want = time.monotonic(), None
         while True:

@@ -157,6 +157,21 @@ def flush_watermark(settings: Settings, event_ts_ms: int) -> int:
         p.close()
 
 
+def reader(settings: Settings, topics: list[str]):
+    """A consumer of ``topics`` from their start, in no group, committing nothing, reading only
+    committed records: how a check reads back what a job wrote."""
+    from sensorwatch.core.kafka import consumer
+
+    return consumer(
+        settings.kafka,
+        *topics,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+
+
 def consume(
     settings: Settings,
     topic: str | list[str],
@@ -166,17 +181,8 @@ def consume(
 ) -> list[dict]:
     """JSON records of ``topic`` (or topics) from the beginning until ``stop(records)`` or
     ``timeout_s``; ``on_record(record, message)`` sees each as it comes."""
-    from sensorwatch.core.kafka import consumer
-
     topics = [topic] if isinstance(topic, str) else list(topic)
-    c = consumer(
-        settings.kafka,
-        *topics,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    c = reader(settings, topics)
     out: list[dict] = []
     deadline = time.monotonic() + timeout_s
     try:

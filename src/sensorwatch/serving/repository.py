@@ -280,11 +280,13 @@ def incident_seeds(model_base_path: Path, by_version: bool = False) -> dict:
     versions = [v for v in Path(model_base_path).glob("*/*/") if v.name.isdigit()]
     for version in sorted(versions, key=lambda v: (v.parent.name, int(v.name))):  # by sensor: the newest wins
         for sensor, r in (read_report(version) or {"sensors": {}})["sensors"].items():
-            seed = r.get("incident_seed") or {}
-            key = (sensor, int(version.name)) if by_version else sensor
-            out[key] = (
-                seed.get("count", float("nan")),
-                seed.get("mean", float("nan")),
-                seed.get("variance", float("nan")),
-            )
+            out[(sensor, int(version.name)) if by_version else sensor] = report_seed(r)
     return out
+
+
+def report_seed(entry: dict) -> tuple[float, float, float]:
+    """(count, mean, variance) of one sensor's incident seed in a version's report (its entry
+    under ``sensors``); NaN where the report has none."""
+    seed = entry.get("incident_seed") or {}
+    nan = float("nan")
+    return float(seed.get("count", nan)), float(seed.get("mean", nan)), float(seed.get("variance", nan))

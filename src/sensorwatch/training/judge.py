@@ -103,9 +103,10 @@ class VersionScorer:
 
     def seed_count(self, sensor: str) -> float:
         """How many scores this version's incident seed for ``sensor`` holds (0: none)."""
-        seed = (self.report.get("sensors", {}).get(sensor) or {}).get("incident_seed") or {}
-        n = seed.get("count")
-        return float(n) if n is not None and n == n else 0.0
+        from sensorwatch.serving.repository import report_seed
+
+        n = report_seed(self.report.get("sensors", {}).get(sensor) or {})[0]
+        return n if n == n else 0.0
 
     @property
     def label(self) -> str:

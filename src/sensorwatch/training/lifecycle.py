@@ -180,7 +180,6 @@ def due(
     check (its prior scores it meanwhile)."""
     lc = settings.lifecycle
     out: dict[str, str] = {}
-    counts = {s: n for s, n in counts.items() if managed(settings, s)}
     last = ledger.state.get("last_schedule_ms")
     if last is None or now_ms - last >= lc.interval_s * 1000:
         fresh = [s for s in counts if last is None or latest is None or latest.get(s, last + 1) > last]
@@ -258,6 +257,7 @@ def run_cycle(
     client=None,
     evidence: Evidence | None = None,
     series: dict[str, SensorSeries] | None = None,
+    ledger: Ledger | None = None,
 ) -> list[dict]:
     """Retrain, judge and promote or reject the models of ``sensors`` (``{sensor: why}``);
     one verdict dict per published challenger. ``client``: a ScoringClient on the model
@@ -305,7 +305,8 @@ def run_cycle(
         if o.status == "failed":
             log.error("lifecycle: %s not retrained: %s", o.sensor, o.detail)
     prior = _served_priors(settings, repo, registered)
-    promoted_at = {(v["model"], v["challenger"]): v["ts"] for v in Ledger(settings).state["verdicts"] if v["promote"]}
+    past = (ledger or Ledger(settings)).state["verdicts"]
+    promoted_at = {(v["model"], v["challenger"]): v["ts"] for v in past if v["promote"]}
     verdicts = []
     for model, version in sorted({(o.model, o.version) for o in outcomes if o.status == "trained"}):
         champ = champions.get(model)
@@ -375,7 +376,7 @@ def cycle_once(settings: Settings, client=None, only: str | None = None, now_ms:
         counts = {s: len(v) for s, v in series.items()}
         latest = {s: int(v.window_end[-1]) for s, v in series.items() if len(v)}
         todo = due(settings, evidence, counts, ledger, now_ms, latest)
-    verdicts = run_cycle(settings, todo, now_ms, client, evidence, series) if todo else []
+    verdicts = run_cycle(settings, todo, now_ms, client, evidence, series, ledger) if todo else []
     if not only and "schedule" in todo.values():
         ledger.state["last_schedule_ms"] = now_ms
     ledger.state.setdefault("new_tried", {}).update(
