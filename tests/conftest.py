@@ -15,7 +15,7 @@ import pytest
 
 from sensorwatch.core.config import Settings
 from sensorwatch.stack import LocalStack
-from sensorwatch.stack.topics import ensure_topics
+from sensorwatch.stack.topics import HISTORICAL, ensure_topics
 
 #: Fixtures that start real parts: a test using any of them is an integration test.
 REAL_PART_FIXTURES = frozenset({"kafka_stack", "settings", "world", "repo", "server"})
@@ -59,6 +59,10 @@ def kafka_stack(tmp_path_factory):
     settings.stack.work_dir = tmp_path_factory.mktemp("stack")
     settings.stack.kafka_port = 0
     settings.stack.controller_port = 0
+    # Kafka checks time-based retention every 5 minutes; a test writing years-old event times
+    # to a topic that is not HISTORICAL lost them at whichever check fell mid-test (1 run in
+    # ~20). Checked every second, such a test loses them every time.
+    settings.stack.kafka_properties = {"log.retention.check.interval.ms": "1000"}
     stack = LocalStack(settings)
     info = stack.up()
     yield stack, info
@@ -67,7 +71,11 @@ def kafka_stack(tmp_path_factory):
 
 @pytest.fixture
 def settings(kafka_stack) -> Settings:
-    """Settings pointing at the session broker, with topic names unique to this test."""
+    """Settings pointing at the session broker, with topic names unique to this test.
+
+    The topics are :data:`HISTORICAL`: these tests write fixed event times (2023), and the
+    broker's time-based retention, checked every 5 minutes, otherwise deletes a segment of them
+    mid-test (a lifecycle test once trained on the second half of its history)."""
     stack, info = kafka_stack
     s = Settings()
     s.stack.work_dir = stack.settings.stack.work_dir
@@ -75,7 +83,7 @@ def settings(kafka_stack) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     for name in type(s.kafka.topics).model_fields:
         setattr(s.kafka.topics, name, f"{getattr(s.kafka.topics, name)}.{suffix}")
-    ensure_topics(s.kafka, s.stack.message_max_bytes)
+    ensure_topics(s.kafka, s.stack.message_max_bytes, HISTORICAL)
     return s
 
 

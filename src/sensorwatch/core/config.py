@@ -117,6 +117,11 @@ class StackConfig(_Section):
         description="broker and topic limit; above Kafka's 1 MB so oversized readings reach "
         "the dead-letter topic instead of failing at the producer",
     )
+    kafka_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="more server.properties for the embedded broker, over sensorwatch's own "
+        "(say log.retention.hours for a longer history)",
+    )
 
 
 class SimulatorConfig(_Section):

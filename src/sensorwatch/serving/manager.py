@@ -119,8 +119,12 @@ class ModelManager:
         with self._lock:
             new = {}
             for e in entries:
-                old = self._models.get(e.name)
-                new[e.name] = _Model(e, old.versions, old.errors, old.states) if old else _Model(e)
+                # the same object, its entry replaced: a sync loading a version of it right now
+                # files what it loads where lookups read (a new object would leave that load on
+                # the old one, unserved while its state said AVAILABLE, and loaded a second time)
+                m = self._models.get(e.name) or _Model(e)
+                m.entry = e
+                new[e.name] = m
             for name in set(self._models) - set(new):
                 log.info("model %s removed from config: unloading", name)
             self._models = new
@@ -161,6 +165,9 @@ class ModelManager:
                         m.states[v] = State.AVAILABLE
                     log.info("model %s version %d available", m.entry.name, v)
                 with self._lock:
+                    # what the entry wants now: a config adopted while this pass loaded (a
+                    # rollback's pin, say) must not lose the version it asks for to a stale list
+                    want = self._desired(m.entry)
                     gone = [v for v in m.versions if v not in want]
                     # availability first: while no wanted version could load, keep the old one
                     serving_wanted = any(v in m.versions for v in want)

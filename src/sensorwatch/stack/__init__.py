@@ -40,6 +40,7 @@ class LocalStack:
             heap=s.kafka_heap,
             message_max_bytes=s.message_max_bytes,
             default_partitions=self.settings.kafka.partitions,
+            properties=dict(s.kafka_properties),
         )
 
     def up(self) -> dict:

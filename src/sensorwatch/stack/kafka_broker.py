@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sensorwatch.core.jars import kafka_classpath
@@ -88,6 +88,8 @@ class KafkaBroker:
     heap: str
     message_max_bytes: int
     default_partitions: int
+    properties: dict[str, str] = field(default_factory=dict)
+    """``stack.kafka_properties``: set over the ones below"""
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).resolve()
@@ -139,7 +141,7 @@ class KafkaBroker:
             "log.segment.bytes": str(64 * 1024 * 1024),
             # Flink's exactly-once sink keeps transactions open up to a checkpoint apart.
             "transaction.max.timeout.ms": str(15 * 60 * 1000),
-        }
+        } | self.properties
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _java(self) -> list[str]:
