@@ -7,10 +7,18 @@ from pathlib import Path
 
 from sensorwatch.app import local
 from sensorwatch.app.ledger import Ledger, stream_and_account  # noqa: F401  (the tests take them from here)
-from sensorwatch.app.local import fresh_topics  # noqa: F401
 from sensorwatch.core.config import Settings
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack.kafka_broker import free_port
+from sensorwatch.stack.topics import HISTORICAL
+
+
+def fresh_topics(s: Settings, prefix: str = "sensorwatch") -> Settings:
+    """:func:`sensorwatch.app.local.fresh_topics`, the topics :data:`HISTORICAL`: the tests'
+    test vectors carry fixed Kafka timestamps (2023), which the session broker's retention,
+    checked every second (tests/conftest.py), would otherwise delete before the job reads them."""
+    return local.fresh_topics(s, prefix, HISTORICAL)
+
 
 #: a seed whose 30 minutes inject all six anomaly kinds into the trained devices
 SEED = 1
