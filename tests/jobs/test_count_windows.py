@@ -1,7 +1,7 @@
 """The job's SQL windows equal :mod:`sensorwatch.core.windows` (what training uses), on the same readings.
 
-Readings go through real Kafka into the job's own SQL (``sensorwatch.jobs.sql``: TUMBLE, the ``sensor_windows``
-ring, the slide rule, ``pack_count_windows``) on a Flink mini-cluster; the batches are decoded by
+Readings go through real Kafka into the job's own SQL (``sensorwatch.jobs.sql``: TUMBLE, ``ARRAY_AGG ... OVER
+ROWS``, the slide rule, ``pack_windows``) on a Flink mini-cluster; the batches are decoded by
 ``sensorwatch.udfs.batch`` and compared with ``sequences(aggregate_readings(...))`` window by window.
 Gaps (tumbling windows without readings) and a slide of 2 are part of the input.
 

@@ -1,4 +1,4 @@
-"""The byte batch between the JVM (pack_count_windows) and Python: layout and its errors.
+"""The byte batch between the JVM (pack_windows) and Python: layout and its errors.
 
 The JVM side is exercised end to end by tests/jobs/test_count_windows.py; here the decoder's
 own guarantees.

@@ -239,10 +239,11 @@ class JobConfig(_Section):
     """Predict calls in flight at once per Python worker"""
     python_bundle_ms: int = Field(20, ge=1)
     """PyFlink bundle time: how long the Python worker may hold results before flushing them"""
-    buffer_timeout_ms: int = Field(100, ge=0)
+    buffer_timeout_ms: int = Field(10, ge=0)
     """how long a task may hold a partly filled network buffer before sending it on (Flink's
-    execution.buffer-timeout.interval; 0 sends every record at once). Each exchange between
-    tasks adds up to this to a window's latency while the stream is light; a full buffer goes at once"""
+    execution.buffer-timeout.interval, default 100 ms; 0 sends every record at once). Each
+    exchange between tasks adds up to this to a window's latency while the stream is light; under
+    load buffers fill and go at once (bench/latency.py measures both)"""
     checkpoint_dir: Path | None = None
     """durable checkpoint folder (or URI); unset: checkpoints in JobManager memory (mini-cluster)"""
     restore_from: str | None = None

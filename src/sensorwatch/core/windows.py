@@ -1,12 +1,12 @@
 """Count windows of S consecutive tumbling aggregates: one definition for training and scoring.
 
-The streaming job forms its count windows in the JVM (``CountWindows``, a process table
-function keyed by sensor: a ring of its last S aggregates) and the trainer forms them here from
-the aggregates topic. Both follow the rules below, and ``tests/jobs/test_count_windows.py`` feeds
+The streaming job forms its count windows in Flink SQL (``ARRAY_AGG(...) OVER (PARTITION BY
+sensor ORDER BY window_time ROWS S-1 PRECEDING)``) and the trainer forms them here from the
+aggregates topic. Both follow the rules below, and ``tests/jobs/test_count_windows.py`` feeds
 the same aggregates through both and requires equal windows:
 
 * a window is S *consecutive aggregates of one sensor* in event-time order; a gap in time (no
-  readings in a tumbling window) does not break a window (as ``ROWS`` in SQL would not);
+  readings in a tumbling window) does not break a window, exactly like ``ROWS`` in SQL;
 * the first window of a sensor ends at its S-th aggregate;
 * with slide k > 1, a window is kept when ``(window_end // window_ms) % k == 0``: a rule on
   event time, so a restarted job and the trainer keep the same windows.

@@ -41,6 +41,7 @@ def flink_configuration(s: Settings) -> dict[str, str]:
         # the Kafka connector's admin-client thread may still log while a cancelled job's
         # classloader closes; Flink's leak check then prints a stack trace for nothing lost
         "classloader.check-leaked-classloader": "false",
+        # a light stream's windows wait in partly filled buffers up to this at each exchange
         "execution.buffer-timeout.interval": f"{job.buffer_timeout_ms} ms",
         "python.fn-execution.bundle.time": str(job.python_bundle_ms),
         "python.fn-execution.bundle.size": "1000",

@@ -18,14 +18,11 @@ for TUMBLE against ~1.5k rows/s for a Python keyed window; see docs/BENCHMARKS.m
 4. ``aggregates``: TUMBLE mean, population stddev and count per sensor, stamped with the
    wall-clock time the window fired (``closed_ts``), published to the aggregates topic
    (training data; Kafka timestamp = window end).
-5. ``count_windows``: ``sensor_windows`` (``CountWindows``, a process table function keyed by
-   sensor) keeps each sensor's last S aggregates in a ring and emits a window, as one byte row,
-   for each aggregate the slide rule keeps; the rule is :mod:`sensorwatch.core.windows`' and a
-   test holds the two equal. (It replaced ``ARRAY_AGG ... OVER (ROWS S-1 PRECEDING)``, which
-   kept every row in state and rebuilt three arrays per window.)
+5. ``count_windows``: ``ARRAY_AGG ... OVER (PARTITION BY sensor ORDER BY window_time ROWS S-1
+   PRECEDING)``; the rule is :mod:`sensorwatch.core.windows`' and a test holds the two equal.
 6. ``batches``: a second TUMBLE of the same size over the count windows, grouped by shard,
    packs every window that closed at the same event time into one byte batch
-   (``pack_count_windows``). It fires on the same watermark as step 4, so batching adds no latency,
+   (``pack_windows``). It fires on the same watermark as step 4, so batching adds no latency,
    and Python sees one row per shard and window end instead of one per sensor.
 7. ``records``: the scorer's rows (no-model records, device models' records) and, from each
    batch's compact ``window_scores`` row and the batch itself, a sensor model's anomaly (and,
@@ -51,8 +48,7 @@ FUNCTIONS = {
     "now_ms": "io.sensorwatch.flink.NowMillis",
     "shard_of": "io.sensorwatch.flink.ShardOf",
     "tally": "io.sensorwatch.flink.Tally",
-    "sensor_windows": "io.sensorwatch.flink.CountWindows",
-    "pack_count_windows": "io.sensorwatch.flink.PackCountWindows",
+    "pack_windows": "io.sensorwatch.flink.PackWindows",
     "device_vector": "io.sensorwatch.flink.DeviceVector",
     "pack_device_windows": "io.sensorwatch.flink.PackDeviceWindows",
     "unpack_scores": "io.sensorwatch.flink.UnpackScores",
@@ -266,22 +262,25 @@ FROM (
   FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(rt), {_interval(w_ms)}))
   GROUP BY device, tag, window_start, window_end, window_time
 )""",
-        f"""CREATE TEMPORARY VIEW sensor_aggregates AS
-SELECT sensor, epoch_ms(window_start) AS window_start_ms, epoch_ms(window_end) AS window_end_ms,
-  mean, stddev, cnt, closed_ts, window_time
-FROM aggregates{"" if devices is None else f" WHERE NOT {devices}"}""",
         f"""CREATE TEMPORARY VIEW count_windows AS
-SELECT sensor, first_start, window_end_ms, closed_ts, features, rowtime
-FROM sensor_windows(
-  input => TABLE sensor_aggregates PARTITION BY sensor, on_time => DESCRIPTOR(window_time),
-  seq_len => {job.seq_len}, slide => {job.slide}, window_ms => CAST({w_ms} AS BIGINT), uid => 'count-windows'
-)""",
+SELECT sensor, window_time, first_start, window_end_ms, closed_ts, means, stddevs, counts
+FROM (
+  SELECT sensor, window_time, epoch_ms(window_end) AS window_end_ms, closed_ts,
+    MIN(epoch_ms(window_start)) OVER w AS first_start,
+    ARRAY_AGG(mean) OVER w AS means,
+    ARRAY_AGG(stddev) OVER w AS stddevs,
+    ARRAY_AGG(cnt) OVER w AS counts,
+    COUNT(*) OVER w AS n
+  FROM aggregates{"" if devices is None else f" WHERE NOT {devices}"}
+  WINDOW w AS (PARTITION BY sensor ORDER BY window_time ROWS BETWEEN {job.seq_len - 1} PRECEDING AND CURRENT ROW)
+)
+WHERE n = {job.seq_len}{"" if job.slide == 1 else f" AND MOD(window_end_ms / {w_ms}, {job.slide}) = 0"}""",
         f"""CREATE TEMPORARY VIEW {"batches" if devices is None else "sensor_batches"} AS
 SELECT shard, epoch_ms(window_end) AS batch_end,
-  pack_count_windows(sensor, first_start, window_end_ms, closed_ts, features) AS batch
+  pack_windows(sensor, first_start, window_end_ms, closed_ts, means, stddevs, counts) AS batch
 FROM TABLE(TUMBLE(
   (SELECT shard_of(sensor, {s.serving.packed_groups}) AS shard, * FROM count_windows),
-  DESCRIPTOR(rowtime), {_interval(w_ms)}))
+  DESCRIPTOR(window_time), {_interval(w_ms)}))
 GROUP BY shard, window_start, window_end""",
     ]
     if devices is not None:

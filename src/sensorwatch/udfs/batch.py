@@ -1,4 +1,4 @@
-"""Decoding the byte batches ``pack_count_windows`` (``jvm/flink/.../PackCountWindows.java``) builds.
+"""Decoding the byte batches ``pack_windows`` (``jvm/flink/.../PackWindows.java``) builds.
 
 One batch holds every count window of one shard that closed at one event time. Decoding is a
 handful of ``numpy.frombuffer`` views: no per-window Python work before the Predict call.

@@ -15,7 +15,7 @@ import org.apache.flink.table.functions.AggregateFunction;
 /**
  * SQL aggregate: {@code pack_device_windows(device, start_ms, end_ms, closed_ms, vectors)} packs
  * count windows of S device vectors ({@link DeviceVector}) of many devices into one byte batch for
- * Python, as {@link PackCountWindows} does for sensors.
+ * Python, as {@link PackWindows} does for sensors.
  *
  * <p>A window's columns are the union of the tags in its S vectors, sorted; a tag without a
  * reading in a step is NaN there (the model imputes it and masks it out). Windows with fewer

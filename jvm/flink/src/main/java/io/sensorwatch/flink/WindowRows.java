@@ -5,7 +5,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 
 /**
- * A batch of sensor count windows as {@link PackCountWindows} wrote it, read in place (absolute reads
+ * A batch of sensor count windows as {@link PackWindows} wrote it, read in place (absolute reads
  * of the byte buffer: a record reads only its own window). The Python twin is
  * {@code sensorwatch.udfs.batch.decode}.
  */
