@@ -617,8 +617,8 @@ def defaults_yaml() -> str:
                 lines.append(f"{pad}{name}:")
                 emit(value, indent + 1)
                 continue
-            if field.description:
-                lines.append(f"{pad}# {field.description}")
+            for line in (field.description or "").splitlines():  # a docstring may run over lines
+                lines.append(f"{pad}# {line.strip()}")
             dumped = json_value(value)
             text = yaml.safe_dump({name: dumped}, default_flow_style=True, width=200).strip()
             lines.append(f"{pad}{text[1:-1]}" if text.startswith("{") else f"{pad}{text}")
