@@ -74,8 +74,9 @@ def settings(kafka_stack) -> Settings:
     """Settings pointing at the session broker, with topic names unique to this test.
 
     The topics are :data:`HISTORICAL`: these tests write fixed event times (2023), and the
-    broker's time-based retention, checked every 5 minutes, otherwise deletes a segment of them
-    mid-test (a lifecycle test once trained on the second half of its history)."""
+    broker's time-based retention (checked every second here, see ``kafka_stack``) would delete
+    them mid-test (with Kafka's 5-minute check, a lifecycle test once trained on the second half
+    of its history)."""
     stack, info = kafka_stack
     s = Settings()
     s.stack.work_dir = stack.settings.stack.work_dir
