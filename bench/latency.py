@@ -31,10 +31,8 @@ import statistics
 from pathlib import Path
 
 from sensorwatch.app import local
-from sensorwatch.core.config import Settings
 from sensorwatch.simulate import Fleet
 from sensorwatch.stack import LocalStack
-from sensorwatch.stack.kafka_broker import free_port
 
 _spec = importlib.util.spec_from_file_location("bench_pipeline", Path(__file__).with_name("pipeline.py"))
 bp = importlib.util.module_from_spec(_spec)
@@ -55,16 +53,10 @@ def main() -> int:
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    s = Settings()
+    s = bp.fleet_settings(work, args.devices)
     ours = s.job.buffer_timeout_ms
     timeouts = (ours, FLINK_DEFAULT_MS)
-    s.stack.work_dir, s.stack.kafka_port, s.stack.controller_port = work / "stack", 0, 0
-    port = free_port()
-    s.serving.port, s.serving.target, s.serving.model_base_path = port, f"127.0.0.1:{port}", work / "models"
-    s.serving.layout, s.serving.poll_wait_s = "packed", 0.5
-    s.simulator.devices, s.simulator.anomaly_rate_per_hour = args.devices, 2.0
     s.simulator.duration_s = args.minutes * 60
-    s.training.epochs, s.training.plots = 5, False
     stack = LocalStack(s)
     s.kafka.bootstrap_servers = stack.up()["bootstrap_servers"]
     server = None

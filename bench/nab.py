@@ -346,7 +346,7 @@ def main() -> int:
             # past the window of the last step's flush readings, or that window never closes
             step_ms = int(args.step_s * 1000)
             last = max(last, (top // step_ms + 1) * step_ms + 2 * int(WINDOW_S * 1000) + s.job.out_of_orderness_ms)
-            sent, ledger, verdicts = replay_in_steps(s, series, int(args.step_s * 1000), args.timeout_s)
+            sent, ledger, verdicts = replay_in_steps(s, series, step_ms, args.timeout_s)
             local.flush_watermark(s, last)  # its own readings open a window that never closes
             ledger.catch_up(sent, args.timeout_s, quiet_s=10)
             ledger.close()

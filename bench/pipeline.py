@@ -122,6 +122,19 @@ def steady_rate(progress: list[tuple[float, int]], lo: float = 0.3, hi: float = 
     return (n_hi - n_lo) / (t_hi - t_lo)
 
 
+def fleet_settings(work: Path, devices: int) -> Settings:
+    """The bench fleet's settings: its broker and packed models under ``work`` (free ports),
+    ``devices`` x 3 tags, models trained briefly (5 epochs; the rates do not depend on them)."""
+    s = Settings()
+    s.stack.work_dir, s.stack.kafka_port, s.stack.controller_port = work / "stack", 0, 0
+    port = free_port()
+    s.serving.port, s.serving.target, s.serving.model_base_path = port, f"127.0.0.1:{port}", work / "models"
+    s.serving.layout, s.serving.poll_wait_s = "packed", 0.5
+    s.simulator.devices, s.simulator.anomaly_rate_per_hour = devices, 2.0
+    s.training.epochs, s.training.plots = 5, False
+    return s
+
+
 def bench_topics(s: Settings) -> Settings:
     """Fresh topics, read from the start, every score published (so every window is counted)."""
     s = local.fresh_topics(s, "bench")
@@ -404,13 +417,7 @@ def main() -> int:
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)  # an earlier run's broker data: gigabytes
-    s = Settings()
-    s.stack.work_dir, s.stack.kafka_port, s.stack.controller_port = work / "stack", 0, 0
-    port = free_port()
-    s.serving.port, s.serving.target, s.serving.model_base_path = port, f"127.0.0.1:{port}", work / "models"
-    s.serving.layout, s.serving.poll_wait_s = "packed", 0.5
-    s.simulator.devices, s.simulator.anomaly_rate_per_hour = args.devices, 2.0
-    s.training.epochs, s.training.plots = 5, False
+    s = fleet_settings(work, args.devices)
     stack = LocalStack(s)
     s.kafka.bootstrap_servers = stack.up()["bootstrap_servers"]
     server = None

@@ -145,7 +145,8 @@ class ModelManager:
             with self._lock:
                 models = list(self._models.values())
             for m in models:
-                want = self._desired(m.entry)
+                entry = m.entry
+                want = self._desired(entry)
                 for v in want:
                     if v in m.versions or v in m.errors:
                         continue
@@ -165,9 +166,10 @@ class ModelManager:
                         m.states[v] = State.AVAILABLE
                     log.info("model %s version %d available", m.entry.name, v)
                 with self._lock:
-                    # what the entry wants now: a config adopted while this pass loaded (a
-                    # rollback's pin, say) must not lose the version it asks for to a stale list
-                    want = self._desired(m.entry)
+                    if m.entry is not entry:
+                        # a config adopted while this pass loaded (a rollback's pin, say) must
+                        # not lose the version it asks for to the list read before it
+                        want = self._desired(m.entry)
                     gone = [v for v in m.versions if v not in want]
                     # availability first: while no wanted version could load, keep the old one
                     serving_wanted = any(v in m.versions for v in want)
