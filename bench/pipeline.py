@@ -12,6 +12,10 @@ the record in Kafka, against the raw Kafka consume rate of the same topic, in on
    (anomaly and incident records), its progress read from the ``windows_scored`` metric
    (Flink REST); ``no_incident_stage_readings_per_s`` the same without the incident stage
    (``job.incidents.enabled`` off), and ``incident_stage_ratio`` the first over the second.
+   ``batch_per_model_readings_per_s``: the default job with one scoring batch per packed model
+   (``job.batch_shards`` = ``serving.packed_groups``, the batching before that setting), and
+   ``batch_shards_ratio`` the default's mean over it. Every rate read from Flink's REST metrics
+   is read with its metric store refreshed once a second (:data:`METRICS_EVERY_SECOND`).
    During the default run's steady part, ``default_stage_ms_per_s``: each task's busy, idle
    and back-pressured ms per second (Flink REST, mean of samples every 5 s), and a JFR
    recording of the mini-cluster's JVM (``jcmd JFR.start settings=profile``), summarised as
@@ -59,6 +63,10 @@ from sensorwatch.jobs.pipeline import run
 from sensorwatch.simulate import Fleet, simulate
 from sensorwatch.stack import LocalStack
 from sensorwatch.stack.kafka_broker import free_port
+
+#: Flink's REST metric store refreshes every 10 s by default. The rates below are read from it,
+#: and at that grain a run's 30-95 % span was one or two refreshes: its rate off by up to a fifth.
+METRICS_EVERY_SECOND = {"metrics.fetcher.update-interval": "1000"}
 
 
 def _consumer(s: Settings, topics: list[str]):
@@ -301,7 +309,8 @@ def default_config_rate(
     c.job.start_from, c.job.emit_scores = "earliest", False
     c.job.incidents.enabled = incidents
     rest = free_port()
-    job = run(c, detached=True, extra_conf={"rest.port": str(rest), "rest.bind-port": str(rest)})
+    conf = {"rest.port": str(rest), "rest.bind-port": str(rest), **METRICS_EVERY_SECOND}
+    job = run(c, detached=True, extra_conf=conf)
     progress: list[tuple[float, int]] = []
     samples: list[dict[str, dict[str, float]]] = []
     t_end, last_change, last_sample = time.monotonic() + max_s, time.monotonic(), 0.0
@@ -358,7 +367,7 @@ def standalone_rates(a: Settings, windows: int, work: Path, parallelism: int, ma
     from sensorwatch.core.config import json_value
 
     assert a.kafka.partitions >= parallelism, "each slot's source needs a partition of its own"
-    cluster = StandaloneCluster(work / "flink", slots=parallelism).start()
+    cluster = StandaloneCluster(work / "flink", slots=parallelism, conf=METRICS_EVERY_SECOND).start()
     rates: dict[int, float] = {}
     try:
         for p in sorted({1, parallelism}):
@@ -471,6 +480,16 @@ def main() -> int:
             f"with the stage {(default_rate + again_rate) / 2 / bare_rate:.2f}x (mean of the two default runs)",
             flush=True,
         )
+        # the batching of the sessions before job.batch_shards: one scoring batch per packed model
+        shards = a.job.batch_shards
+        a.job.batch_shards = s.serving.packed_groups
+        per_model_rate = steady_rate(default_config_rate(a, windows)) * readings_per_window
+        a.job.batch_shards = shards
+        print(
+            f"one scoring batch per packed model ({s.serving.packed_groups} a window end): {per_model_rate:,.0f} "
+            f"readings/s; the default's batches {(default_rate + again_rate) / 2 / per_model_rate:.2f}x that",
+            flush=True,
+        )
         stages: dict = {}
         jfr_path = work / "default-job.jfr"
         profiled = default_config_rate(a, windows, stages=stages, profile=jfr_path)
@@ -534,6 +553,8 @@ def main() -> int:
             "default_again_readings_per_s": round(again_rate),
             "profiled_readings_per_s": round(profiled_rate),
             "incident_stage_ratio": round((default_rate + again_rate) / 2 / bare_rate, 3),
+            "batch_per_model_readings_per_s": round(per_model_rate),
+            "batch_shards_ratio": round((default_rate + again_rate) / 2 / per_model_rate, 3),
             "all_scores_readings_per_s": round(readings_rate),
             "all_scores_ratio": round(readings_rate / kafka_rate, 3),
             **{f"job_{k}": v for k, v in memory.items()},

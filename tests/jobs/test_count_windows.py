@@ -1,6 +1,6 @@
 """The job's SQL windows equal :mod:`sensorwatch.core.windows` (what training uses), on the same readings.
 
-Readings go through real Kafka into the job's own SQL (``sensorwatch.jobs.sql``: TUMBLE, ``ARRAY_AGG ... OVER
+Readings go through real Kafka into the job's own SQL (``sensorwatch.jobs.sql``: TUMBLE, ``count_window(...) OVER
 ROWS``, the slide rule, ``pack_windows``) on a Flink mini-cluster; the batches are decoded by
 ``sensorwatch.udfs.batch`` and compared with ``sequences(aggregate_readings(...))`` window by window.
 Gaps (tumbling windows without readings) and a slide of 2 are part of the input.
@@ -143,3 +143,26 @@ def test_sql_count_windows_equal_python_windows(settings, slide):
         feats, start = got[key]
         np.testing.assert_allclose(feats, x, rtol=1e-5, atol=1e-5, err_msg=str(key))
         assert start == aggs[key[0]].window_end[np.searchsorted(aggs[key[0]].window_end, key[1]) - 3] - 1000
+
+
+def test_count_window_refuses_a_row_past_its_length_without_a_retract():
+    """``count_window`` is a ring of S slots for ``OVER (ROWS S-1 PRECEDING)``, where Flink
+    retracts the oldest row before it adds the next. Used where nothing retracts (a plain GROUP
+    BY of S + 1 rows), the ring would have to drop a window silently; it refuses, by name."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    fetch()
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
+    env.get_config().set("parallelism.default", "1")
+    env.execute_sql("CREATE TEMPORARY FUNCTION count_window AS 'io.sensorwatch.flink.CountWindow'")
+    full = "SELECT count_window(s, m, d, c, 2) FROM (VALUES (0, 1.0, 0.5, 3), (5000, 2.0, 0.5, 4)) AS t(s, m, d, c)"
+    with env.execute_sql(full).collect() as rows:
+        (window,) = [r[0] for r in rows]
+    assert int(np.frombuffer(bytes(window), "<i8", count=1)[0]) == 0  # the first window's start
+    features = np.frombuffer(bytes(window), "<f8", offset=8).tolist()
+    assert features == [1.0, 2.0, 0.5, 0.5, 3.0, 4.0]  # means, stddevs, counts: oldest first
+    over = full.replace("(5000, 2.0, 0.5, 4))", "(5000, 2.0, 0.5, 4), (10000, 3.0, 0.5, 5))")
+    with pytest.raises(Exception, match="got its next row before its oldest was retracted"):
+        with env.execute_sql(over).collect() as rows:
+            list(rows)

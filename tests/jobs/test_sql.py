@@ -73,3 +73,36 @@ def test_the_device_path_is_there_only_for_selected_devices():
         assert f"CREATE TEMPORARY VIEW {view} AS" in views
     assert "UNION ALL" in views.split("CREATE TEMPORARY VIEW batches AS")[1]
     assert device_predicate(None) is None and device_predicate(" , ") is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "layout,parallelism,shards,want",
+    [("packed", 1, None, 2), ("packed", 2, None, 4), ("packed", 1, 3, 3), ("packed", 1, 20, 8), ("per-sensor", 1, 5, 5)],
+)
+def test_scoring_batches_keep_each_model_whole(layout, parallelism, shards, want):
+    """``job.batch_shards`` folds the windows of one event time onto fewer, larger batches (twice
+    the parallelism, unset). In the packed layout a model's windows must still share one batch
+    (one Predict per model): Flink's ``shard_of`` and the trainer's ``model_name`` agree, run here."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    from sensorwatch.core.jars import fetch, flink_jars
+    from sensorwatch.core.windows import model_name
+    from sensorwatch.jobs.sql import FUNCTIONS, batch_shard
+
+    s = Settings()
+    s.serving.layout, s.job.parallelism, s.job.batch_shards = layout, parallelism, shards
+    sensors = [f"dev-{i:04d}/{tag}" for i in range(120) for tag in ("temperature", "pressure", "vibration")]
+    fetch()
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
+    env.execute_sql(f"CREATE TEMPORARY FUNCTION shard_of AS '{FUNCTIONS['shard_of']}'")
+    values = ", ".join(f"('{x}')" for x in sensors)
+    query = f"SELECT sensor, {batch_shard(s, 'sensor')} FROM (VALUES {values}) AS t(sensor)"
+    with env.execute_sql(query).collect() as rows:
+        batch = {r[0]: r[1] for r in rows}
+    assert set(batch) == set(sensors) and set(batch.values()) == set(range(want))
+    models: dict[str, set[int]] = {}
+    for sensor, b in batch.items():
+        models.setdefault(model_name(sensor, layout, s.serving.packed_groups), set()).add(b)
+    assert all(len(b) == 1 for b in models.values()), "a model's windows split over batches"

@@ -42,12 +42,16 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 class StandaloneCluster:
     """One JobManager and one TaskManager on loopback."""
 
-    def __init__(self, work_dir: Path, slots: int = 2, metrics_port: str | None = None):
+    def __init__(
+        self, work_dir: Path, slots: int = 2, metrics_port: str | None = None, conf: dict[str, str] | None = None
+    ):
         """``metrics_port``: serve Flink's Prometheus reporter there (a range for the JobManager
-        and the TaskManager, which share the host), as ``job.metrics_port`` does in the mini-cluster."""
+        and the TaskManager, which share the host), as ``job.metrics_port`` does in the mini-cluster.
+        ``conf``: more Flink settings, over the generated ones."""
         self.work_dir = Path(work_dir)
         self.slots = slots
         self.metrics_port = metrics_port
+        self.conf = dict(conf or {})
         self.rest_port = free_port()
         self.conf_dir = self.work_dir / "conf"
 
@@ -95,6 +99,7 @@ class StandaloneCluster:
         )
         if self.metrics_port is not None:
             conf.update(prometheus_reporter(self.metrics_port))
+        conf.update(self.conf)
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(conf, default_flow_style=False))
         (self.conf_dir / "workers").write_text("localhost\n")
         (self.conf_dir / "masters").write_text(f"localhost:{self.rest_port}\n")

@@ -1,6 +1,6 @@
 """Count windows of S consecutive tumbling aggregates: one definition for training and scoring.
 
-The streaming job forms its count windows in Flink SQL (``ARRAY_AGG(...) OVER (PARTITION BY
+The streaming job forms its count windows in Flink SQL (``count_window(...) OVER (PARTITION BY
 sensor ORDER BY window_time ROWS S-1 PRECEDING)``) and the trainer forms them here from the
 aggregates topic. Both follow the rules below, and ``tests/jobs/test_count_windows.py`` feeds
 the same aggregates through both and requires equal windows:

@@ -18,8 +18,10 @@ for TUMBLE against ~1.5k rows/s for a Python keyed window; see docs/BENCHMARKS.m
 4. ``aggregates``: TUMBLE mean, population stddev and count per sensor, stamped with the
    wall-clock time the window fired (``closed_ts``), published to the aggregates topic
    (training data; Kafka timestamp = window end).
-5. ``count_windows``: ``ARRAY_AGG ... OVER (PARTITION BY sensor ORDER BY window_time ROWS S-1
-   PRECEDING)``; the rule is :mod:`sensorwatch.core.windows`' and a test holds the two equal.
+5. ``count_windows``: ``count_window(...) OVER (PARTITION BY sensor ORDER BY window_time ROWS S-1
+   PRECEDING)``, a sensor's last S windows as one byte row (a ring in the aggregate's state, in
+   place of ``MIN`` and three ``ARRAY_AGG``); the rule is :mod:`sensorwatch.core.windows`' and a
+   test holds the two equal.
 6. ``batches``: a second TUMBLE of the same size over the count windows, grouped by shard,
    packs every window that closed at the same event time into one byte batch
    (``pack_windows``). It fires on the same watermark as step 4, so batching adds no latency,
@@ -48,6 +50,7 @@ FUNCTIONS = {
     "now_ms": "io.sensorwatch.flink.NowMillis",
     "shard_of": "io.sensorwatch.flink.ShardOf",
     "tally": "io.sensorwatch.flink.Tally",
+    "count_window": "io.sensorwatch.flink.CountWindow",
     "pack_windows": "io.sensorwatch.flink.PackWindows",
     "device_vector": "io.sensorwatch.flink.DeviceVector",
     "pack_device_windows": "io.sensorwatch.flink.PackDeviceWindows",
@@ -120,6 +123,23 @@ def device_predicate(selector: str | None, column: str = "device") -> str | None
     return "(" + " OR ".join(f"{column} LIKE {_like(p)} ESCAPE '\\'" for p in pats) + ")"
 
 
+def batch_shards(s: Settings) -> int:
+    """How many scoring batches the windows of one event time make (``job.batch_shards``)."""
+    return s.job.batch_shards or 2 * s.job.parallelism
+
+
+def batch_shard(s: Settings, column: str) -> str:
+    """The scoring batch of ``column``'s windows. Packed: its model (``shard_of``, the trainer's
+    hash), folded onto :func:`batch_shards` batches, so that one model's windows share a batch
+    and its Predict is one call; per-sensor: the hash of the id."""
+    groups = s.serving.packed_groups
+    shards = batch_shards(s)
+    if s.serving.layout != "packed":
+        return f"shard_of({column}, {shards})"
+    expr = f"shard_of({column}, {groups})"
+    return expr if shards >= groups else f"MOD({expr}, {shards})"
+
+
 def _device_views(s: Settings, predicate: str) -> list[str]:
     """Steps 5'-6': the device path (see the module docstring)."""
     job = s.job
@@ -148,7 +168,7 @@ WHERE n = {job.seq_len}{slide}""",
 SELECT shard, epoch_ms(window_end) AS batch_end,
   pack_device_windows(device, first_start, window_end_ms, closed_ts, vecs) AS batch
 FROM TABLE(TUMBLE(
-  (SELECT shard_of(device, {s.serving.packed_groups}) AS shard, * FROM device_windows),
+  (SELECT {batch_shard(s, "device")} AS shard, * FROM device_windows),
   DESCRIPTOR(window_time), {_interval(w_ms)}))
 GROUP BY shard, window_start, window_end""",
     ]
@@ -263,23 +283,19 @@ FROM (
   GROUP BY device, tag, window_start, window_end, window_time
 )""",
         f"""CREATE TEMPORARY VIEW count_windows AS
-SELECT sensor, window_time, first_start, window_end_ms, closed_ts, means, stddevs, counts
+SELECT sensor, window_time, window_end_ms, closed_ts, win
 FROM (
   SELECT sensor, window_time, epoch_ms(window_end) AS window_end_ms, closed_ts,
-    MIN(epoch_ms(window_start)) OVER w AS first_start,
-    ARRAY_AGG(mean) OVER w AS means,
-    ARRAY_AGG(stddev) OVER w AS stddevs,
-    ARRAY_AGG(cnt) OVER w AS counts,
-    COUNT(*) OVER w AS n
+    count_window(epoch_ms(window_start), mean, stddev, cnt, {job.seq_len}) OVER w AS win
   FROM aggregates{"" if devices is None else f" WHERE NOT {devices}"}
   WINDOW w AS (PARTITION BY sensor ORDER BY window_time ROWS BETWEEN {job.seq_len - 1} PRECEDING AND CURRENT ROW)
 )
-WHERE n = {job.seq_len}{"" if job.slide == 1 else f" AND MOD(window_end_ms / {w_ms}, {job.slide}) = 0"}""",
+WHERE win IS NOT NULL{"" if job.slide == 1 else f" AND MOD(window_end_ms / {w_ms}, {job.slide}) = 0"}""",
         f"""CREATE TEMPORARY VIEW {"batches" if devices is None else "sensor_batches"} AS
 SELECT shard, epoch_ms(window_end) AS batch_end,
-  pack_windows(sensor, first_start, window_end_ms, closed_ts, means, stddevs, counts) AS batch
+  pack_windows(sensor, window_end_ms, closed_ts, win) AS batch
 FROM TABLE(TUMBLE(
-  (SELECT shard_of(sensor, {s.serving.packed_groups}) AS shard, * FROM count_windows),
+  (SELECT {batch_shard(s, "sensor")} AS shard, * FROM count_windows),
   DESCRIPTOR(window_time), {_interval(w_ms)}))
 GROUP BY shard, window_start, window_end""",
     ]

@@ -11,8 +11,9 @@ import org.apache.flink.table.annotation.FunctionHint;
 import org.apache.flink.table.functions.AggregateFunction;
 
 /**
- * SQL aggregate: {@code pack_windows(sensor, start_ms, end_ms, closed_ms, means, stddevs, counts)}
- * packs the count windows of many sensors into one little-endian byte batch for Python.
+ * SQL aggregate: {@code pack_windows(sensor, end_ms, closed_ms, window)}, {@code window} as
+ * {@link CountWindow} packs it, packs the count windows of many sensors into one little-endian
+ * byte batch for Python.
  *
  * <p>Python rows cost about 50 µs each in PyFlink; a batch holding every window of a shard that
  * closed at the same event time costs one row. The layout ({@code udfs/batch.py} decodes it):
@@ -25,15 +26,7 @@ import org.apache.flink.table.functions.AggregateFunction;
  * </pre>
  */
 @FunctionHint(
-        input = {
-            @DataTypeHint("STRING"),
-            @DataTypeHint("BIGINT"),
-            @DataTypeHint("BIGINT"),
-            @DataTypeHint("BIGINT"),
-            @DataTypeHint("ARRAY<DOUBLE>"),
-            @DataTypeHint("ARRAY<DOUBLE>"),
-            @DataTypeHint("ARRAY<BIGINT>")
-        },
+        input = {@DataTypeHint("STRING"), @DataTypeHint("BIGINT"), @DataTypeHint("BIGINT"), @DataTypeHint("BYTES")},
         accumulator = @DataTypeHint(value = "RAW", bridgedTo = PackWindows.Acc.class),
         output = @DataTypeHint("BYTES"))
 public class PackWindows extends AggregateFunction<byte[], PackWindows.Acc> {
@@ -51,24 +44,21 @@ public class PackWindows extends AggregateFunction<byte[], PackWindows.Acc> {
         return new Acc();
     }
 
-    public void accumulate(
-            Acc acc, String sensor, Long startMs, Long endMs, Long closedMs,
-            Double[] means, Double[] stddevs, Long[] counts) {
-        int s = means.length;
-        if (stddevs.length != s || counts.length != s) {
-            throw new IllegalArgumentException("feature arrays of " + sensor + " differ in length");
+    /** One window as {@link CountWindow} packs it: {@code int64 first_start, float64 mean[S], stddev[S], count[S]}. */
+    public void accumulate(Acc acc, String sensor, Long endMs, Long closedMs, byte[] window) {
+        if (window.length < 8 || (window.length - 8) % 24 != 0) {
+            throw new IllegalArgumentException("a count window of " + window.length + " bytes for " + sensor);
         }
+        int s = (window.length - 8) / 24;
         if (acc.seqLen < 0) {
             acc.seqLen = s;
         } else if (acc.seqLen != s) {
             throw new IllegalArgumentException("windows of length " + acc.seqLen + " and " + s + " in one batch");
         }
+        ByteBuffer in = ByteBuffer.wrap(window).order(ByteOrder.LITTLE_ENDIAN);
+        long startMs = in.getLong();
         double[] f = new double[3 * s];
-        for (int i = 0; i < s; i++) {
-            f[i] = means[i];
-            f[s + i] = stddevs[i];
-            f[2 * s + i] = counts[i];
-        }
+        in.asDoubleBuffer().get(f);
         acc.sensors.add(sensor);
         acc.times.add(new long[] {startMs, endMs, closedMs});
         acc.features.add(f);
