@@ -78,7 +78,13 @@ def test_the_device_path_is_there_only_for_selected_devices():
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "layout,parallelism,shards,want",
-    [("packed", 1, None, 2), ("packed", 2, None, 4), ("packed", 1, 3, 3), ("packed", 1, 20, 8), ("per-sensor", 1, 5, 5)],
+    [
+        ("packed", 1, None, 2),
+        ("packed", 2, None, 4),
+        ("packed", 1, 3, 3),
+        ("packed", 1, 20, 8),
+        ("per-sensor", 1, 5, 5),
+    ],
 )
 def test_scoring_batches_keep_each_model_whole(layout, parallelism, shards, want):
     """``job.batch_shards`` folds the windows of one event time onto fewer, larger batches (twice
