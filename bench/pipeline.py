@@ -65,7 +65,8 @@ from sensorwatch.stack import LocalStack
 from sensorwatch.stack.kafka_broker import free_port
 
 #: Flink's REST metric store refreshes every 10 s by default. The rates below are read from it,
-#: and at that grain a run's 30-95 % span was one or two refreshes: its rate off by up to a fifth.
+#: and at that grain a run's 30-95 % span was one or two refreshes: the same job read 64-88 % of
+#: its rate at a 1 s refresh (docs/BENCHMARKS.md).
 METRICS_EVERY_SECOND = {"metrics.fetcher.update-interval": "1000"}
 
 
