@@ -149,13 +149,9 @@ def test_count_window_refuses_a_row_past_its_length_without_a_retract():
     """``count_window`` is a ring of S slots for ``OVER (ROWS S-1 PRECEDING)``, where Flink
     retracts the oldest row before it adds the next. Used where nothing retracts (a plain GROUP
     BY of S + 1 rows), the ring would have to drop a window silently; it refuses, by name."""
-    from pyflink.table import EnvironmentSettings, TableEnvironment
+    from sensorwatch.jobs.pipeline import function_env
 
-    fetch()
-    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
-    env.get_config().set("parallelism.default", "1")
-    env.execute_sql("CREATE TEMPORARY FUNCTION count_window AS 'io.sensorwatch.flink.CountWindow'")
+    env = function_env("count_window")
     full = "SELECT count_window(s, m, d, c, 2) FROM (VALUES (0, 1.0, 0.5, 3), (5000, 2.0, 0.5, 4)) AS t(s, m, d, c)"
     with env.execute_sql(full).collect() as rows:
         (window,) = [r[0] for r in rows]

@@ -90,19 +90,14 @@ def test_scoring_batches_keep_each_model_whole(layout, parallelism, shards, want
     """``job.batch_shards`` folds the windows of one event time onto fewer, larger batches (twice
     the parallelism, unset). In the packed layout a model's windows must still share one batch
     (one Predict per model): Flink's ``shard_of`` and the trainer's ``model_name`` agree, run here."""
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    from sensorwatch.core.jars import fetch, flink_jars
     from sensorwatch.core.windows import model_name
-    from sensorwatch.jobs.sql import FUNCTIONS, batch_shard
+    from sensorwatch.jobs.pipeline import function_env
+    from sensorwatch.jobs.sql import batch_shard
 
     s = Settings()
     s.serving.layout, s.job.parallelism, s.job.batch_shards = layout, parallelism, shards
     sensors = [f"dev-{i:04d}/{tag}" for i in range(120) for tag in ("temperature", "pressure", "vibration")]
-    fetch()
-    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    env.get_config().set("pipeline.jars", ";".join(j.resolve().as_uri() for j in flink_jars()))
-    env.execute_sql(f"CREATE TEMPORARY FUNCTION shard_of AS '{FUNCTIONS['shard_of']}'")
+    env = function_env("shard_of")
     values = ", ".join(f"('{x}')" for x in sensors)
     query = f"SELECT sensor, {batch_shard(s, 'sensor')} FROM (VALUES {values}) AS t(sensor)"
     with env.execute_sql(query).collect() as rows:

@@ -242,7 +242,8 @@ class JobConfig(_Section):
     sensor hash into this many batches, each one Python row whose Predict calls (one per model)
     run at once. Fewer, larger batches keep more calls in flight; the batches are also what
     spreads scoring over parallel slots. Unset: twice the parallelism (bench/pipeline.py
-    measured 2 against 8 batches at parallelism 1)"""
+    measured 2 against 8 batches at parallelism 1). In the packed layout at most
+    serving.packed_groups: a batch holds whole models"""
     python_bundle_ms: int = Field(20, ge=1)
     """PyFlink bundle time: how long the Python worker may hold results before flushing them"""
     buffer_timeout_ms: int = Field(10, ge=0)
