@@ -84,7 +84,7 @@ def settings(kafka_stack) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     for name in type(s.kafka.topics).model_fields:
         setattr(s.kafka.topics, name, f"{getattr(s.kafka.topics, name)}.{suffix}")
-    ensure_topics(s.kafka, s.stack.message_max_bytes, HISTORICAL)
+    ensure_topics(s, HISTORICAL)
     return s
 
 

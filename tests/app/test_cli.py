@@ -59,9 +59,15 @@ def test_topics_creates_every_configured_topic_on_an_existing_broker(kafka_stack
     out = json.loads(first.stdout)
     assert sorted(out["created"]) == sorted(names.values())
     assert out["partitions"] == {n: 3 for n in names.values()} and out["missing"] == []
+    assert out["warnings"] == [], "the aggregates topic was created to cover the lifecycle's span"
     again = _run("topics", env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["created"] == []
+    # a longer lifecycle history than the existing topic keeps: named, with the fix, not changed
+    longer = _run("topics", env=dict(env, SENSORWATCH__LIFECYCLE__HISTORY_S="172800"))
+    assert longer.returncode == 0, longer.stderr
+    (warning,) = json.loads(longer.stdout)["warnings"]
+    assert names["aggregates"] in warning and "retention.ms=178200000" in warning
 
 
 def test_choices_come_from_the_configuration_types():

@@ -66,7 +66,7 @@ def fresh_topics(s: Settings, prefix: str = "sensorwatch", topic_configs: dict[s
     for name in type(s.kafka.topics).model_fields:
         setattr(s.kafka.topics, name, f"{prefix}.{name}.{suffix}")
     s.job.group_id = f"{prefix}-job-{suffix}"
-    ensure_topics(s.kafka, s.stack.message_max_bytes, topic_configs)
+    ensure_topics(s, topic_configs)
     return s
 
 

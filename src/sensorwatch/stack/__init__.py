@@ -55,7 +55,7 @@ class LocalStack:
                 json.dumps({"kafka_port": broker.port, "controller_port": broker.controller_port})
             )
         self.settings.kafka.bootstrap_servers = broker.bootstrap
-        created = ensure_topics(self.settings.kafka, self.settings.stack.message_max_bytes)
+        created = ensure_topics(self.settings)
         return {
             "bootstrap_servers": broker.bootstrap,
             "start_seconds": round(seconds, 2),

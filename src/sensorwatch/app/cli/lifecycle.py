@@ -4,6 +4,7 @@ the one serving, and promote only a better one (:mod:`sensorwatch.training.lifec
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 
@@ -11,13 +12,19 @@ from sensorwatch.app.cli.common import print_json
 from sensorwatch.core.config import Settings
 from sensorwatch.core.optional import check
 
+log = logging.getLogger(__name__)
+
 
 def cmd_lifecycle(args: argparse.Namespace, settings: Settings) -> int:
     check("train")
     from sensorwatch.serving.client import ScoringClient
+    from sensorwatch.stack.topics import retention_shortfall
     from sensorwatch.training.lifecycle import cycle_once
 
     lc = settings.lifecycle
+    shortfall = retention_shortfall(settings)
+    if shortfall:
+        log.warning("lifecycle: %s", shortfall)
     if args.check_s is not None:
         lc.check_s = args.check_s
     client = ScoringClient(settings.serving, attempts=0)

@@ -26,17 +26,19 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     """Create the configured topics on the configured Kafka (any cluster, not only the local one)."""
-    from sensorwatch.stack.topics import describe_topics, ensure_topics
+    from sensorwatch.stack.topics import describe_topics, ensure_topics, retention_shortfall
 
-    created = ensure_topics(settings.kafka, settings.stack.message_max_bytes)
+    created = ensure_topics(settings)
     present = describe_topics(settings.kafka)
     missing = sorted(set(settings.kafka.topics.all()) - set(present))
+    shortfall = None if settings.kafka.topics.aggregates in missing else retention_shortfall(settings)
     print_json(
         {
             "bootstrap_servers": settings.kafka.bootstrap_servers,
             "created": created,
             "partitions": present,
             "missing": missing,
+            "warnings": [shortfall] if shortfall else [],
         }
     )
     return 1 if missing else 0
@@ -70,8 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "topics",
         help="create sensorwatch's topics on the configured Kafka (idempotent)",
         description="Creates every topic of kafka.topics that does not exist yet, with "
-        "kafka.partitions, kafka.replication_factor and max.message.bytes = stack.message_max_bytes; "
-        "exits 1 if any is still missing.",
+        "kafka.partitions, kafka.replication_factor and max.message.bytes = stack.message_max_bytes, "
+        "and the aggregates topic kept for at least the lifecycle's history_s + holdout_s (plus an hour). "
+        "Exits 1 if any is still missing; warns, with the command that fixes it, when an existing "
+        "aggregates topic keeps less than that.",
     )
     s.set_defaults(func=cmd_topics)
 
