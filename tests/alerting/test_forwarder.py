@@ -354,9 +354,10 @@ def test_an_operators_verdict_reaches_the_alert(settings, alertmanager, tmp_path
     assert "is not an incident id" in capsys.readouterr().err
 
 
-def test_an_unreadable_record_on_the_silences_topic_is_dead_lettered(settings, receiver, alertmanager):
+def test_an_unreadable_record_on_the_silences_topic_is_dead_lettered_once(settings, receiver, alertmanager):
     """The operators' topics are read at start: a record there that is not JSON goes to the dead
-    letters under its own topic and address, and the forwarder starts and forwards all the same."""
+    letters under its own topic and address, and the forwarder starts and forwards all the same.
+    A restart reads those topics whole again, and dead-letters only the record that came since."""
     from sensorwatch.app.local import consume
 
     settings.alerting.url = alertmanager.url
@@ -374,3 +375,11 @@ def test_an_unreadable_record_on_the_silences_topic_is_dead_lettered(settings, r
     (dead,) = consume(settings, settings.kafka.topics.dead_letters, lambda recs: len(recs) >= 1, 30)
     assert dead["topic"] == settings.kafka.topics.silences and dead["offset"] == 0
     assert dead["payload"] == "not a silence" and "JSONDecodeError" in dead["reason"]
+    p = producer(settings.kafka, acks="all")
+    p.send(settings.kafka.topics.silences, key=b"dev-5/*", value=b"nor this")  # same key: offset 1
+    p.flush(30)
+    p.close()
+    Running(settings).close()  # its start reads both
+    # waits out the 20 s: a third letter would be the first one again
+    dead = consume(settings, settings.kafka.topics.dead_letters, lambda recs: len(recs) >= 3, 20)
+    assert sorted((d["offset"], d["payload"]) for d in dead) == [(0, "not a silence"), (1, "nor this")]

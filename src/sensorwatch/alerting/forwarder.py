@@ -79,6 +79,7 @@ class AlertForwarder:
         self._last_resend = 0.0
         self._consumer: Any = None
         self._side_consumer: Any = None
+        self._side_lettered: dict[Any, int] = {}  # side partition -> offsets below were dead-lettered before
         self._metrics = _Metrics(self) if self.cfg.metrics_port is not None else None
 
     # -- set-up --------------------------------------------------------------------------------
@@ -94,14 +95,19 @@ class AlertForwarder:
         parts = self._consumer.partitions_for_topic(topic) or set()
         committed = {p: self._consumer.committed(TopicPartition(topic, p)) for p in sorted(parts)}
         committed = {p: off for p, off in committed.items() if off}
-        # the operators' side: silences and verdicts, each topic read whole, then followed
-        self._side_consumer = consumer(k, group_id=None, isolation_level="read_committed")
+        # the operators' side: silences and verdicts, each topic read whole, then followed. Its
+        # group's commits only mark how far unreadable records were dead-lettered: a restart
+        # reads the topics whole again, and dead-letters none of those twice
+        self._side_consumer = consumer(
+            k, group_id=f"{self.cfg.group_id}.operators", enable_auto_commit=False, isolation_level="read_committed"
+        )
         side = [
             TopicPartition(t, p)
             for t in (k.topics.silences, k.topics.labels)
             for p in sorted(self._side_consumer.partitions_for_topic(t) or set())
         ]
         self._side_consumer.assign(side)
+        self._side_lettered = {tp: self._side_consumer.committed(tp) or 0 for tp in side}
         self._side_consumer.seek_to_beginning()
         self._read_operators(to_end=True)  # first: the rebuild marks silenced incidents as not posted
         self._rebuild(committed)
@@ -143,9 +149,14 @@ class AlertForwarder:
     def _read_operators(self, to_end: bool = False) -> None:
         """Take the silences and operators' verdicts written since the last read; ``to_end``:
         every one up to the topics' end now (at start, so no silence in force is missed)."""
+        from kafka import TopicPartition
+
         c = self._side_consumer
+        taken = 0
 
         def take(m) -> None:
+            nonlocal taken
+            taken += 1
             try:
                 rec = json.loads(m.value)
                 if m.topic == self.s.kafka.topics.silences:
@@ -153,17 +164,20 @@ class AlertForwarder:
                 elif is_label_record(rec):  # an operator's verdict (the topic also holds simulated ground truth)
                     self.verdicts.apply(rec)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not one of them
-                # the side topics are read from their start at every start: such a record is
-                # dead-lettered again each time, under the same address
                 payload = m.value.decode("utf-8", "replace") if m.value is not None else None
                 why = f"unreadable record on {m.topic}: {type(exc).__name__}: {exc}"
-                self._dead_letter(why, payload, m.partition, m.offset, m.timestamp, topic=m.topic)
+                if m.offset >= self._side_lettered.get(TopicPartition(m.topic, m.partition), 0):
+                    self._dead_letter(why, payload, m.partition, m.offset, m.timestamp, topic=m.topic)
+                else:  # read again at a restart: dead-lettered when it was first read
+                    log.info("skipped, dead-lettered before: %s/%d/%d: %s", m.topic, m.partition, m.offset, why)
 
         if to_end:
             read_until(c, c.end_offsets(list(c.assignment())), take, "the silences and labels topics' end")
         for msgs in c.poll(timeout_ms=0).values():
             for m in msgs:
                 take(m)
+        if taken:  # after the dead letters went out: a crash before this letters them again, never loses one
+            c.commit()
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> ForwarderStats:

@@ -440,7 +440,7 @@ class AlertingConfig(_Section):
     backoff_max_s: float = Field(15.0, gt=0, description="longest retry delay")
     batch_max: int = Field(500, ge=1, description="incident records per poll and per POST, at most")
     group_id: str = "sensorwatch-alert"
-    """Kafka consumer group: offsets commit only once the target accepted the batch"""
+    """Kafka consumer group: offsets commit only once the target accepted the batch; <group_id>.operators marks how far the silences and labels topics' unreadable records were dead-lettered (those topics are read whole at every start)"""
     dashboard_url: str = "http://127.0.0.1:8050"
     """where alerts link to (the sensor's page of `sensorwatch ui`)"""
     metrics_port: int | None = Field(None, ge=0, le=65535)
