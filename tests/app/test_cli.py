@@ -105,3 +105,46 @@ def test_job_set_overrides_reach_the_plan():
     assert changed.returncode == 0, changed.stderr[-2000:]
     assert "7000" in changed.stdout and "7000" not in default.stdout
     assert "scores_out" in changed.stdout and "scores_out" not in default.stdout
+
+
+def test_lifecycle_warns_at_start_when_the_aggregates_topic_keeps_less_than_it_reads(kafka_stack, tmp_path):
+    """An aggregates topic made by hand with a 1 h retention: `sensorwatch lifecycle` still runs
+    its pass, and says at start that each history's oldest part is deleted before it is read,
+    with the command that raises the retention (the topic is not changed)."""
+    import os
+    import uuid
+
+    from kafka.admin import NewTopic
+
+    from sensorwatch.core.config import Settings
+    from sensorwatch.core.kafka import admin_client
+    from sensorwatch.stack.topics import topic_retention_ms
+
+    _, info = kafka_stack
+    s = Settings()
+    s.kafka.bootstrap_servers = info["bootstrap_servers"]
+    env = dict(
+        os.environ,
+        SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=info["bootstrap_servers"],
+        SENSORWATCH__SERVING__MODEL_BASE_PATH=str(tmp_path / "models"),
+        SENSORWATCH__LIFECYCLE__STATE_DIR=str(tmp_path / "state"),
+    )
+    suffix = uuid.uuid4().hex[:8]
+    for name in type(s.kafka.topics).model_fields:
+        setattr(s.kafka.topics, name, f"lc.{name}.{suffix}")
+        env[f"SENSORWATCH__KAFKA__TOPICS__{name.upper()}"] = getattr(s.kafka.topics, name)
+    admin = admin_client(s.kafka)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(t, 1, 1, topic_configs={"retention.ms": "3600000"} if t == s.kafka.topics.aggregates else {})
+                for t in s.kafka.topics.all()
+            ]
+        )
+    finally:
+        admin.close()
+    r = _run("lifecycle", "--once", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "WARNING" in r.stderr and f"the aggregates topic {s.kafka.topics.aggregates!r} keeps 1.0 h" in r.stderr
+    assert "--add-config retention.ms=91800000" in r.stderr
+    assert topic_retention_ms(s.kafka, s.kafka.topics.aggregates) == 3_600_000
