@@ -58,6 +58,7 @@ def test_created_topics_carry_the_retention_the_broker_applies(kafka_stack):
 
 def test_an_existing_short_aggregates_topic_is_named_with_its_fix_and_left_alone(kafka_stack):
     s = _fresh(kafka_stack)
+    assert "does not exist" in retention_shortfall(s) and "`sensorwatch topics` creates it" in retention_shortfall(s)
     admin = admin_client(s.kafka)
     try:
         admin.create_topics([NewTopic(s.kafka.topics.aggregates, 1, 1, topic_configs={"retention.ms": "3600000"})])

@@ -100,6 +100,8 @@ def retention_shortfall(s: Settings) -> str | None:
     fixes it; None when its retention covers the lifecycle's span. For a topic made before this
     check, or by hand: :func:`ensure_topics` never changes an existing topic."""
     topic, need = s.kafka.topics.aggregates, aggregates_retention_ms(s)
+    if topic not in describe_topics(s.kafka):
+        return f"the aggregates topic {topic!r} does not exist on {s.kafka.bootstrap_servers}: `sensorwatch topics` creates it"
     kept = topic_retention_ms(s.kafka, topic)
     if kept == -1 or kept >= need:
         return None
