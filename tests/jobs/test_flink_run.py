@@ -48,8 +48,14 @@ def test_flink_run_py_on_standalone_cluster(world, tmp_path):
     conf.write_text(yaml.safe_dump(json.loads(json.dumps(s.model_dump(mode="python"), default=json_value))))
     base = free_port()
     ports = range(base, base + 6)  # the JobManager takes one, the TaskManager the next free one
-    cluster = StandaloneCluster(tmp_path / "flink", metrics_port=f"{ports[0]}-{ports[-1]}").start()
+    cluster = StandaloneCluster(
+        tmp_path / "flink", metrics_port=f"{ports[0]}-{ports[-1]}", conf={"metrics.fetcher.update-interval": "1000"}
+    ).start()
     try:
+        # settings given to the cluster (the bench's 1 s metric grain) are the ones it runs with
+        got = requests.get(f"http://localhost:{cluster.rest_port}/jobmanager/config", timeout=10).json()
+        running = {e["key"]: e["value"] for e in got}
+        assert running["metrics.fetcher.update-interval"] == "1000"
         res = cluster.run_py(REPO / "jobs" / "anomaly_job.py", "--config", str(conf))
         assert res.returncode == 0, "\n".join(
             ln for ln in (res.stdout + res.stderr).splitlines() if "Caused by" in ln or "Exception" in ln
