@@ -213,9 +213,57 @@ def explain(s: Settings) -> str:
         return "\n".join(str(row[0]) for row in rows)
 
 
+#: Beam's thread in the loopback Python worker that reads the JVM's data stream
+_WORKER_READER = "read_grpc_client_inputs"
+
+
+def worker_hangup_hook(previous=None):
+    """A ``threading.excepthook`` that logs, instead of printing as a crash, the end of the
+    loopback Python worker's data stream when its job ends.
+
+    With the mini-cluster the Python worker runs in the submitting process (PyFlink's loopback
+    mode). When the job is cancelled or finishes, the JVM hangs up that stream (CANCELLED,
+    "Multiplexer hanging up") and Beam's reader thread dies on it with a traceback on stderr,
+    after every job, that reads as a failure and loses nothing. That one case is logged at
+    INFO; any other exception, in any thread, goes on to ``previous`` (the default hook)."""
+    import threading
+
+    import grpc
+
+    previous = previous or threading.excepthook
+
+    def hook(args) -> None:
+        exc = args.exc_value
+        if (
+            args.thread is not None
+            and args.thread.name == _WORKER_READER
+            and isinstance(exc, grpc.RpcError)
+            and exc.code() == grpc.StatusCode.CANCELLED
+        ):
+            log.info("the job's Python worker stream was closed by the JVM (%s): the job ended", exc.details())
+            return
+        previous(args)
+
+    return hook
+
+
+_hook_installed = False
+
+
+def _quiet_worker_hangup() -> None:
+    """Install :func:`worker_hangup_hook` once per process, over whatever hook is there."""
+    import threading
+
+    global _hook_installed
+    if not _hook_installed:
+        threading.excepthook = worker_hangup_hook(threading.excepthook)
+        _hook_installed = True
+
+
 def run(s: Settings, detached: bool = False, extra_conf: dict[str, str] | None = None):
     """Run the job; with ``detached`` return its ``JobClient`` at once, else wait for it to end.
     ``extra_conf``: Flink options on top of :func:`flink_configuration` (e.g. ``rest.port``)."""
+    _quiet_worker_hangup()
     t_env, planner, block = _job(s, extra_conf)
     result = planner.execute_sql(f"EXECUTE {block}")
     # `flink run -d` submits detached (execution.attached=false): the client must not wait
