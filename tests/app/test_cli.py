@@ -36,24 +36,32 @@ def test_stack_status_reports_not_running(tmp_path):
     assert '"running": false' in r.stdout
 
 
+def _on_fresh_topics(kafka_stack, prefix: str):
+    """(settings, env): the session broker and topic names no other test uses (not created),
+    as settings and as the environment that gives them to the console script."""
+    import os
+
+    from sensorwatch.app.local import renamed_topics
+    from sensorwatch.core.config import Settings
+
+    _, info = kafka_stack
+    s = Settings()
+    s.kafka.bootstrap_servers = info["bootstrap_servers"]
+    s = renamed_topics(s, prefix)
+    env = dict(os.environ, SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=s.kafka.bootstrap_servers)
+    for name in type(s.kafka.topics).model_fields:
+        env[f"SENSORWATCH__KAFKA__TOPICS__{name.upper()}"] = getattr(s.kafka.topics, name)
+    return s, env
+
+
 def test_topics_creates_every_configured_topic_on_an_existing_broker(kafka_stack):
     """`sensorwatch topics` is how the compose cluster initialises Kafka: run it twice on the real
     broker with fresh topic names; the first run creates all, the second none, both exit 0."""
     import json
-    import os
-    import uuid
 
-    from sensorwatch.core.config import Settings
-
-    _, info = kafka_stack
-    suffix = uuid.uuid4().hex[:8]
-    env = dict(
-        os.environ, SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=info["bootstrap_servers"], SENSORWATCH__KAFKA__PARTITIONS="3"
-    )
-    names = {}
-    for name in type(Settings().kafka.topics).model_fields:
-        names[name] = f"cli.{name}.{suffix}"
-        env[f"SENSORWATCH__KAFKA__TOPICS__{name.upper()}"] = names[name]
+    s, env = _on_fresh_topics(kafka_stack, "cli")
+    env["SENSORWATCH__KAFKA__PARTITIONS"] = "3"
+    names = s.kafka.topics.model_dump()
     first = _run("topics", env=env)
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
@@ -111,28 +119,14 @@ def test_lifecycle_warns_at_start_when_the_aggregates_topic_keeps_less_than_it_r
     """An aggregates topic made by hand with a 1 h retention: `sensorwatch lifecycle` still runs
     its pass, and says at start that each history's oldest part is deleted before it is read,
     with the command that raises the retention (the topic is not changed)."""
-    import os
-    import uuid
-
     from kafka.admin import NewTopic
 
-    from sensorwatch.core.config import Settings
     from sensorwatch.core.kafka import admin_client
     from sensorwatch.stack.topics import topic_retention_ms
 
-    _, info = kafka_stack
-    s = Settings()
-    s.kafka.bootstrap_servers = info["bootstrap_servers"]
-    env = dict(
-        os.environ,
-        SENSORWATCH__KAFKA__BOOTSTRAP_SERVERS=info["bootstrap_servers"],
-        SENSORWATCH__SERVING__MODEL_BASE_PATH=str(tmp_path / "models"),
-        SENSORWATCH__LIFECYCLE__STATE_DIR=str(tmp_path / "state"),
-    )
-    suffix = uuid.uuid4().hex[:8]
-    for name in type(s.kafka.topics).model_fields:
-        setattr(s.kafka.topics, name, f"lc.{name}.{suffix}")
-        env[f"SENSORWATCH__KAFKA__TOPICS__{name.upper()}"] = getattr(s.kafka.topics, name)
+    s, env = _on_fresh_topics(kafka_stack, "lc")
+    env["SENSORWATCH__SERVING__MODEL_BASE_PATH"] = str(tmp_path / "models")
+    env["SENSORWATCH__LIFECYCLE__STATE_DIR"] = str(tmp_path / "state")
     admin = admin_client(s.kafka)
     try:
         admin.create_topics(

@@ -1,10 +1,9 @@
 """Topic creation against the real broker: the aggregates topic outlives the lifecycle's span."""
 
-import uuid
-
 import pytest
 from kafka.admin import NewTopic
 
+from sensorwatch.app.local import renamed_topics
 from sensorwatch.core.config import Settings
 from sensorwatch.core.kafka import admin_client
 from sensorwatch.stack.topics import (
@@ -24,10 +23,7 @@ def _fresh(kafka_stack) -> Settings:
     _, info = kafka_stack
     s = Settings()
     s.kafka.bootstrap_servers = info["bootstrap_servers"]
-    suffix = uuid.uuid4().hex[:8]
-    for name in type(s.kafka.topics).model_fields:
-        setattr(s.kafka.topics, name, f"retention.{name}.{suffix}")
-    return s
+    return renamed_topics(s, "retention")
 
 
 def test_the_aggregates_retention_covers_history_hold_out_and_margin():

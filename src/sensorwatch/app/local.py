@@ -55,17 +55,23 @@ def train_on_history(
     return summary(train_fleet(series, settings, progress=progress, plots=False))
 
 
-def fresh_topics(s: Settings, prefix: str = "sensorwatch", topic_configs: dict[str, str] | None = None) -> Settings:
+def renamed_topics(s: Settings, prefix: str = "sensorwatch") -> Settings:
     """A copy of ``s`` with every topic and the job's consumer group renamed to a new, unique
-    name, the topics created (with ``topic_configs``): one run's records never mix with
-    another's on a shared broker."""
-    from sensorwatch.stack.topics import ensure_topics
-
+    name, nothing created (:func:`fresh_topics` creates them)."""
     s = s.model_copy(deep=True)
     suffix = uuid.uuid4().hex[:8]
     for name in type(s.kafka.topics).model_fields:
         setattr(s.kafka.topics, name, f"{prefix}.{name}.{suffix}")
     s.job.group_id = f"{prefix}-job-{suffix}"
+    return s
+
+
+def fresh_topics(s: Settings, prefix: str = "sensorwatch", topic_configs: dict[str, str] | None = None) -> Settings:
+    """:func:`renamed_topics`, the topics created (with ``topic_configs``): one run's records
+    never mix with another's on a shared broker."""
+    from sensorwatch.stack.topics import ensure_topics
+
+    s = renamed_topics(s, prefix)
     ensure_topics(s, topic_configs)
     return s
 
